@@ -1,0 +1,1 @@
+"""Mandate: LangGraph orchestration where identity is the control plane."""

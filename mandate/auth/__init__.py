@@ -1,0 +1,37 @@
+"""Auth: token verification → Principal, OpenFGA decisions, token exchange, step-up, dev issuer."""
+
+from mandate.auth._fga_setup import ensure_store_and_model
+from mandate.auth.authz import Authorizer, OpenFgaAuthorizer, Relationship, open_fga_client
+from mandate.auth.errors import (
+    AuthError,
+    AuthorizationUnavailableError,
+    IssuerUnavailableError,
+    TokenError,
+    TokenExchangeError,
+)
+from mandate.auth.exchange import DelegatedToken, TokenBroker
+from mandate.auth.principal import Principal, PrincipalState
+from mandate.auth.step_up import ACR_LEVELS, StepUpRequirement, step_up_satisfied
+from mandate.auth.verifier import TokenVerifier, TrustedIssuer
+
+__all__ = [
+    "ACR_LEVELS",
+    "AuthError",
+    "AuthorizationUnavailableError",
+    "Authorizer",
+    "DelegatedToken",
+    "IssuerUnavailableError",
+    "OpenFgaAuthorizer",
+    "Principal",
+    "PrincipalState",
+    "Relationship",
+    "StepUpRequirement",
+    "TokenBroker",
+    "TokenError",
+    "TokenExchangeError",
+    "TokenVerifier",
+    "TrustedIssuer",
+    "ensure_store_and_model",
+    "open_fga_client",
+    "step_up_satisfied",
+]

@@ -1,0 +1,107 @@
+"""The graph's state schema and the typed runtime context every node receives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import httpx
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+from opentelemetry import trace
+from typing_extensions import TypedDict
+
+from mandate.audit import AuditSink
+from mandate.auth import Authorizer, Principal, PrincipalState, TokenBroker
+from mandate.graphs.errors import PrincipalImmutableError
+from mandate.retrieval import Retriever
+from mandate.tools import ToolRegistry
+
+if TYPE_CHECKING:
+    from mandate.nodes.planner import Planner
+    from mandate.nodes.responder import Responder
+
+__all__ = ["ContextChunk", "GraphContext", "MandateState", "ProposedCall", "ToolOutcome", "write_once"]
+
+
+def write_once(current: PrincipalState | None, new: PrincipalState | None) -> PrincipalState | None:
+    """Reducer for the principal: it may be set once; any different value fails the run."""
+    if new is None:
+        return current
+    if current is not None and dict(current) != dict(new):
+        raise PrincipalImmutableError("The principal of a thread cannot be changed.")
+    return new
+
+
+class ProposedCall(TypedDict):
+    """A tool call the planner proposed, bound to the hash of its name and arguments."""
+
+    id: str
+    name: str
+    args: dict[str, Any]
+    args_hash: str
+
+
+class ToolOutcome(TypedDict):
+    """What became of one proposed call."""
+
+    call_id: str
+    name: str
+    status: Literal["succeeded", "declined", "denied", "failed"]
+    code: str
+    """Stable reason (``ok``, ``rejected_by_user``, ``authz_denied``, ``authz_unavailable`` …)."""
+    detail: dict[str, Any]
+    """Safe facts for the answer (a ticket id); never a token."""
+
+
+class ContextChunk(TypedDict):
+    """A chunk authorized for (user, agent) at retrieval time."""
+
+    doc_id: str
+    title: str
+    chunk_index: int
+    content: str
+    similarity: float
+
+
+class MandateState(TypedDict, total=False):
+    """State of one thread. The principal is the requester, set once."""
+
+    principal: Annotated[PrincipalState | None, write_once]
+    messages: Annotated[list[AnyMessage], add_messages]
+    question: str | None
+    proposed: list[ProposedCall]
+    approved: list[ProposedCall]
+    outcomes: list[ToolOutcome]
+    context: list[ContextChunk]
+    consent_error: str | None
+    """Why the last answer to the consent question was refused; the question is asked again."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GraphContext:
+    """Services and the current caller, passed as ``context=`` on every invoke; never checkpointed."""
+
+    caller: Principal
+    """The verified principal of *this* call (the requester, or whoever resumes)."""
+    subject_token: str = field(repr=False)
+    """This call's raw access token, only to exchange it; never copied into state."""
+    thread_id: str
+    authz: Authorizer
+    retriever: Retriever
+    tools: ToolRegistry
+    broker: TokenBroker
+    downstream: httpx.AsyncClient
+    audit: AuditSink
+    planner: Planner
+    responder: Responder
+    pseudonymize: Callable[[str, str], str]
+    tracer: trace.Tracer
+    clock: Callable[[], float]
+
+    def pseudonym(self, principal: Principal | PrincipalState) -> str:
+        """The pseudonymous id of ``principal`` (for audit rows and spans)."""
+        if isinstance(principal, Principal):
+            return self.pseudonymize(principal.issuer, principal.subject)
+        return self.pseudonymize(principal["issuer"], principal["subject"])

@@ -1,0 +1,7 @@
+"""Service: the FastAPI app, settings, the CLI and the embedded dev stack."""
+
+from mandate.service.app import create_app
+from mandate.service.devstack import DevStack
+from mandate.service.settings import IssuerSettings, Settings
+
+__all__ = ["DevStack", "IssuerSettings", "Settings", "create_app"]

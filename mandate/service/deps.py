@@ -1,0 +1,44 @@
+"""The dependency chain as ``Annotated`` aliases: routes just list what they need."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from mandate.auth import Principal
+from mandate.auth.errors import MissingTokenError
+from mandate.service.runtime import Services
+
+__all__ = ["BearerToken", "CurrentPrincipal", "ServicesDep"]
+
+
+def get_services(request: Request) -> Services:
+    """The services built in the lifespan."""
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def bearer_token(request: Request) -> str:
+    """The raw bearer token of this request (kept out of every log, state and error).
+
+    Raises:
+        MissingTokenError: No ``Authorization: Bearer`` header.
+    """
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise MissingTokenError("A bearer token is required.")
+    return token.strip()
+
+
+BearerToken = Annotated[str, Depends(bearer_token)]
+
+
+async def current_principal(services: ServicesDep, token: BearerToken) -> Principal:
+    """The verified principal of this request."""
+    return await services.verifier.verify(token)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -1,0 +1,188 @@
+"""Errors of the service room, and the one place where every error becomes an HTTP answer.
+
+    ServiceError
+    ├── ThreadNotFoundError      code=thread_not_found     (404; also for threads of others)
+    ├── ThreadExistsError        code=thread_exists        (409)
+    ├── ThreadBusyError          code=thread_busy          (409: a run is in progress)
+    ├── NotInterruptedError      code=thread_not_interrupted (409: nothing to resume)
+    ├── ThreadInterruptedError   code=thread_interrupted   (409: answer the pending interrupt first)
+    ├── AssistantNotFoundError   code=assistant_not_found  (404)
+    ├── InvalidRunError          code=invalid_run          (422)
+    └── ResourceServerError      (the demo APIs' refusals)
+        ├── InsufficientScopeError     code=insufficient_scope   (403)
+        ├── DelegationRequiredError    code=delegation_required  (403: no `act`, so not a delegated token)
+        └── MissingIdempotencyKeyError code=idempotency_key_required (400)
+
+Bodies are ``{"code": …, "message": …}``: never a stack trace, a token or a third-party body.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from mandate.auth import TokenError
+from mandate.errors import AppError
+
+__all__ = [
+    "AssistantNotFoundError",
+    "DelegationRequiredError",
+    "InsufficientScopeError",
+    "InvalidRunError",
+    "MissingIdempotencyKeyError",
+    "ResourceServerError",
+    "NotInterruptedError",
+    "ServiceError",
+    "ThreadBusyError",
+    "ThreadExistsError",
+    "ThreadInterruptedError",
+    "ThreadNotFoundError",
+    "install_error_handlers",
+]
+
+_log = logging.getLogger(__name__)
+
+
+class ServiceError(AppError):
+    """Raised by the HTTP layer for requests it cannot serve."""
+
+    code = "service_error"
+
+
+class ThreadNotFoundError(ServiceError):
+    """Raised when a thread does not exist or belongs to someone else (indistinguishable on purpose)."""
+
+    code = "thread_not_found"
+
+
+class ThreadExistsError(ServiceError):
+    """Raised when creating a thread whose id is taken."""
+
+    code = "thread_exists"
+
+
+class ThreadBusyError(ServiceError):
+    """Raised when a run is already in progress on the thread."""
+
+    code = "thread_busy"
+
+
+class NotInterruptedError(ServiceError):
+    """Raised when resuming a thread that is not waiting for input."""
+
+    code = "thread_not_interrupted"
+
+
+class ThreadInterruptedError(ServiceError):
+    """Raised when new input is sent to a thread that waits for an answer to its interrupt."""
+
+    code = "thread_interrupted"
+
+
+class AssistantNotFoundError(ServiceError):
+    """Raised when a run names an assistant that does not exist."""
+
+    code = "assistant_not_found"
+
+
+class InvalidRunError(ServiceError):
+    """Raised when a run request is malformed (input and command together, neither, bad messages)."""
+
+    code = "invalid_run"
+
+
+class ResourceServerError(ServiceError):
+    """Raised by the demo resource servers when they refuse a call."""
+
+    code = "resource_server_error"
+
+
+class InsufficientScopeError(ResourceServerError):
+    """Raised when a delegated token lacks the scope the API requires."""
+
+    code = "insufficient_scope"
+
+
+class DelegationRequiredError(ResourceServerError):
+    """Raised when a token has no ``act`` claim: APIs accept only tokens an agent obtained for a user."""
+
+    code = "delegation_required"
+
+
+class MissingIdempotencyKeyError(ResourceServerError):
+    """Raised when a state-changing call has no ``Idempotency-Key`` header."""
+
+    code = "idempotency_key_required"
+
+
+STATUS_BY_CODE: dict[str, int] = {
+    "insufficient_scope": 403,
+    "delegation_required": 403,
+    "idempotency_key_required": 400,
+    "thread_not_found": 404,
+    "thread_exists": 409,
+    "thread_busy": 409,
+    "thread_not_interrupted": 409,
+    "thread_interrupted": 409,
+    "assistant_not_found": 404,
+    "invalid_run": 422,
+    "invalid_request": 422,
+    "principal_immutable": 409,
+    "issuer_unavailable": 503,
+    "authz_unavailable": 503,
+    "audit_unavailable": 503,
+    "retrieval_unavailable": 503,
+    "token_exchange_failed": 502,
+    "downstream_failed": 502,
+    "unknown_tool": 403,
+    "dev_issuer_disabled": 403,
+}
+
+
+def error_body(code: str, message: str) -> dict[str, str]:
+    """The JSON body of every error answer."""
+    return {"code": code, "message": message}
+
+
+def _www_authenticate(request: Request, error: TokenError | None) -> str:
+    metadata = str(request.base_url).rstrip("/") + "/.well-known/oauth-protected-resource"
+    value = f'Bearer resource_metadata="{metadata}"'
+    if error is not None and error.code != "missing_token":
+        value += f', error="invalid_token", error_description="{error.message}"'
+    return value
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    if isinstance(exc, TokenError):
+        return JSONResponse(
+            error_body(exc.code, exc.message),
+            status_code=401,
+            headers={"WWW-Authenticate": _www_authenticate(request, exc)},
+        )
+    status = STATUS_BY_CODE.get(exc.code, 500)
+    if status >= 500:
+        _log.warning("request failed: %s (%s)", exc.code, type(exc.__cause__).__name__ if exc.__cause__ else "-")
+    return JSONResponse(error_body(exc.code, exc.message), status_code=status)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Field locations and messages only: the rejected input may hold anything, tokens included.
+    errors = [{"loc": list(err.get("loc", ())), "msg": err.get("msg", "")} for err in exc.errors()]
+    return JSONResponse({**error_body("invalid_request", "The request is invalid."), "errors": errors}, 422)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    _log.error("unexpected error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return JSONResponse(error_body("internal_error", "Internal error."), status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error to its HTTP answer, once, for ``app``."""
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

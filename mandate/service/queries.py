@@ -1,0 +1,84 @@
+"""SQL of the service room (thread ownership and the demo APIs' records) and its migrations."""
+
+MIGRATIONS = [
+    # 1: who owns each thread; LangGraph's checkpoint tables hold the rest.
+    """
+    CREATE TABLE mandate.threads (
+        thread_id uuid PRIMARY KEY,
+        tenant text NOT NULL,
+        owner_issuer text NOT NULL,
+        owner_subject text NOT NULL,
+        status text NOT NULL DEFAULT 'idle',
+        metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX threads_owner ON mandate.threads (tenant, owner_issuer, owner_subject, updated_at DESC);
+    """,
+    # 2: what the demo resource servers did, keyed by idempotency key (one effect per key).
+    """
+    CREATE TABLE mandate.demo_effects (
+        api text NOT NULL,
+        idempotency_key text NOT NULL,
+        id text NOT NULL,
+        subject text NOT NULL,
+        actor text NOT NULL,
+        audience text NOT NULL,
+        scopes text[] NOT NULL,
+        body jsonb NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (api, idempotency_key)
+    );
+    """,
+]
+
+_THREAD_COLUMNS = "thread_id, tenant, status, metadata, created_at, updated_at"
+
+INSERT_THREAD = f"""
+INSERT INTO mandate.threads (thread_id, tenant, owner_issuer, owner_subject, metadata)
+VALUES (%(thread_id)s, %(tenant)s, %(issuer)s, %(subject)s, %(metadata)s)
+ON CONFLICT (thread_id) DO NOTHING
+RETURNING {_THREAD_COLUMNS}
+"""
+
+SELECT_OWNED_THREAD = f"""
+SELECT {_THREAD_COLUMNS} FROM mandate.threads
+WHERE thread_id = %(thread_id)s AND tenant = %(tenant)s AND owner_issuer = %(issuer)s AND owner_subject = %(subject)s
+"""
+
+SEARCH_OWNED_THREADS = f"""
+SELECT {_THREAD_COLUMNS} FROM mandate.threads
+WHERE tenant = %(tenant)s AND owner_issuer = %(issuer)s AND owner_subject = %(subject)s
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND metadata @> %(metadata)s
+ORDER BY updated_at DESC, thread_id
+LIMIT %(limit)s OFFSET %(offset)s
+"""
+
+CLAIM_THREAD_FOR_RUN = """
+UPDATE mandate.threads SET status = 'busy', updated_at = now()
+WHERE thread_id = %(thread_id)s AND status <> 'busy'
+RETURNING thread_id
+"""
+
+SET_THREAD_STATUS = """
+UPDATE mandate.threads SET status = %(status)s, updated_at = now() WHERE thread_id = %(thread_id)s
+"""
+
+DELETE_THREAD = "DELETE FROM mandate.threads WHERE thread_id = %(thread_id)s"
+
+INSERT_EFFECT = """
+INSERT INTO mandate.demo_effects (api, idempotency_key, id, subject, actor, audience, scopes, body)
+VALUES (%(api)s, %(key)s, %(id)s, %(subject)s, %(actor)s, %(audience)s, %(scopes)s, %(body)s)
+ON CONFLICT (api, idempotency_key) DO NOTHING
+"""
+
+SELECT_EFFECT = """
+SELECT id, subject, actor, audience, scopes, body, created_at FROM mandate.demo_effects
+WHERE api = %(api)s AND idempotency_key = %(key)s
+"""
+
+LIST_EFFECTS = """
+SELECT id, subject, actor, audience, scopes, body, created_at FROM mandate.demo_effects
+WHERE api = %(api)s AND subject = %(subject)s ORDER BY created_at
+"""

@@ -1,0 +1,158 @@
+"""Building the services once per process, from resolved settings, and closing them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from langchain_openai import ChatOpenAI
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.graph.state import CompiledStateGraph
+from opentelemetry import trace
+from opentelemetry.trace import TracerProvider
+
+from mandate import audit, retrieval
+from mandate._db import Pool, apply_migrations, open_pool
+from mandate.audit import TRACER_NAME, AuditLog, Pseudonymizer
+from mandate.auth import (
+    OpenFgaAuthorizer,
+    TokenBroker,
+    TokenVerifier,
+    TrustedIssuer,
+    ensure_store_and_model,
+    open_fga_client,
+)
+from mandate.graphs import build_graph
+from mandate.nodes import LlmPlanner, LlmResponder, OfflinePlanner, OfflineResponder, Planner, Responder
+from mandate.retrieval import AuthorizedRetriever, Ingestor, LexicalEmbeddings
+from mandate.service.demo import seed_demo_world
+from mandate.service.queries import MIGRATIONS as SERVICE_MIGRATIONS
+from mandate.service.settings import Settings
+from mandate.service.threads import ThreadStore
+from mandate.tools import ToolRegistry, demo_tools
+
+__all__ = ["MODEL_PATH", "Services", "open_services"]
+
+MODEL_PATH = Path(__file__).resolve().parent.parent / "auth" / "model.fga"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Services:
+    """Everything a request needs, built once in the lifespan and injected by ``deps``."""
+
+    settings: Settings
+    pool: Pool
+    graph: CompiledStateGraph
+    verifier: TokenVerifier
+    authz: OpenFgaAuthorizer
+    retriever: AuthorizedRetriever
+    ingestor: Ingestor
+    tools: ToolRegistry
+    broker: TokenBroker
+    http: httpx.AsyncClient
+    audit: AuditLog
+    planner: Planner
+    responder: Responder
+    pseudonymize: Pseudonymizer
+    tracer: trace.Tracer
+    threads: ThreadStore
+    resource_verifiers: dict[str, TokenVerifier]
+    """Verifiers of the demo resource servers, by API name (``tickets``, ``payments``)."""
+
+
+def _trusted_issuers(settings: Settings) -> list[TrustedIssuer]:
+    return [
+        TrustedIssuer(
+            issuer=i.issuer, algorithms=tuple(i.algorithms), require_at_jwt=i.require_at_jwt,
+            tenant_claim=i.tenant_claim,
+        )
+        for i in settings.oidc_issuers
+    ]
+
+
+def _models(settings: Settings) -> tuple[Planner, Responder]:
+    if not settings.llm_base_url:
+        return OfflinePlanner(), OfflineResponder()
+    chat = ChatOpenAI(
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key,
+        model=settings.llm_model,
+        temperature=0,
+        max_retries=1,
+        timeout=60,
+    )
+    return LlmPlanner(chat), LlmResponder(chat)
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, *, tracer_provider: TracerProvider) -> AsyncIterator[Services]:
+    """Open pools and clients, apply migrations, seed the demo world if asked; close all on exit.
+
+    ``settings.database_url`` and ``settings.fga_api_url`` must be resolved (the dev stack does
+    that for the embedded defaults).
+    """
+    tracer = tracer_provider.get_tracer(TRACER_NAME)
+    pool = await open_pool(settings.database_url)
+    http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+    fga = None
+    try:
+        for room, migrations in (
+            ("retrieval", retrieval.MIGRATIONS),
+            ("audit", audit.MIGRATIONS),
+            ("service", SERVICE_MIGRATIONS),
+        ):
+            await apply_migrations(pool, room=room, migrations=migrations)
+        checkpointer = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+        await checkpointer.setup()
+        api_token = settings.fga_api_token.get_secret_value() if settings.fga_api_token else None
+        store_id, model_id = await ensure_store_and_model(
+            api_url=settings.fga_api_url,
+            store_name=settings.fga_store_name,
+            model_path=MODEL_PATH,
+            store_id=settings.fga_store_id,
+            model_id=settings.fga_model_id,
+            api_token=api_token,
+        )
+        fga = open_fga_client(api_url=settings.fga_api_url, store_id=store_id, model_id=model_id, api_token=api_token)
+        authz = OpenFgaAuthorizer(client=fga, model_id=model_id, tracer=tracer)
+        embeddings = LexicalEmbeddings()
+        issuers = _trusted_issuers(settings)
+        planner, responder = _models(settings)
+        services = Services(
+            settings=settings,
+            pool=pool,
+            graph=build_graph(checkpointer=checkpointer),
+            verifier=TokenVerifier(issuers=issuers, audience=settings.audience, http=http),
+            authz=authz,
+            retriever=AuthorizedRetriever(pool=pool, authz=authz, embeddings=embeddings, tracer=tracer),
+            ingestor=Ingestor(pool=pool, authz=authz, embeddings=embeddings),
+            tools=demo_tools(tickets_api_url=settings.tickets_api_url, payments_api_url=settings.payments_api_url),
+            broker=TokenBroker(
+                token_endpoint=settings.token_endpoint,
+                client_id=settings.agent_client_id,
+                client_secret=settings.agent_client_secret.get_secret_value(),
+                tracer=tracer,
+            ),
+            http=http,
+            audit=AuditLog(pool=pool),
+            planner=planner,
+            responder=responder,
+            pseudonymize=Pseudonymizer(settings.pseudonym_key.get_secret_value().encode()),
+            tracer=tracer,
+            threads=ThreadStore(pool=pool),
+            resource_verifiers={
+                "tickets": TokenVerifier(issuers=issuers, audience=settings.tickets_api_url, http=http),
+                "payments": TokenVerifier(issuers=issuers, audience=settings.payments_api_url, http=http),
+            },
+        )
+        if settings.seed_demo and settings.dev_issuer:
+            await seed_demo_world(authz=authz, ingestor=services.ingestor)
+        yield services
+    finally:
+        await http.aclose()
+        if fga is not None:
+            await fga.close()
+        await pool.close()

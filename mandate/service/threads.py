@@ -1,0 +1,107 @@
+"""Thread ownership: a user sees and resumes only their own threads, within their tenant."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from mandate._db import Pool
+from mandate.auth import Principal
+from mandate.service import queries
+from mandate.service.errors import ThreadBusyError, ThreadExistsError, ThreadNotFoundError
+
+__all__ = ["ThreadStore"]
+
+
+class ThreadStore:
+    """Rows of ``mandate.threads``; every read is filtered by the caller's identity."""
+
+    def __init__(self, *, pool: Pool) -> None:
+        self._pool = pool
+
+    async def create(self, principal: Principal, *, thread_id: str | None, metadata: dict[str, Any]) -> dict[str, Any]:
+        """Create a thread owned by ``principal``.
+
+        Raises:
+            ThreadExistsError: The id is taken.
+        """
+        params = {
+            "thread_id": _uuid(thread_id) if thread_id else uuid.uuid4(),
+            "tenant": principal.tenant,
+            "issuer": principal.issuer,
+            "subject": principal.subject,
+            "metadata": Jsonb(metadata),
+        }
+        async with self._pool.connection() as conn:
+            row = await (await conn.execute(queries.INSERT_THREAD, params)).fetchone()
+        if row is None:
+            raise ThreadExistsError("A thread with this id already exists.")
+        return row
+
+    async def get(self, principal: Principal, thread_id: str) -> dict[str, Any]:
+        """The thread, if ``principal`` owns it.
+
+        Raises:
+            ThreadNotFoundError: No such thread, or not theirs.
+        """
+        async with self._pool.connection() as conn:
+            row = await (await conn.execute(queries.SELECT_OWNED_THREAD, _owner(principal, thread_id))).fetchone()
+        if row is None:
+            raise ThreadNotFoundError("Thread not found.")
+        return row
+
+    async def search(
+        self, principal: Principal, *, status: str | None, metadata: dict[str, Any], limit: int, offset: int
+    ) -> list[dict[str, Any]]:
+        """The caller's threads, newest first."""
+        params = {
+            "tenant": principal.tenant,
+            "issuer": principal.issuer,
+            "subject": principal.subject,
+            "status": status,
+            "metadata": Jsonb(metadata),
+            "limit": limit,
+            "offset": offset,
+        }
+        async with self._pool.connection() as conn:
+            return list(await (await conn.execute(queries.SEARCH_OWNED_THREADS, params)).fetchall())
+
+    async def claim(self, thread_id: str) -> None:
+        """Mark the thread busy for one run.
+
+        Raises:
+            ThreadBusyError: Another run holds it.
+        """
+        async with self._pool.connection() as conn:
+            row = await (await conn.execute(queries.CLAIM_THREAD_FOR_RUN, {"thread_id": _uuid(thread_id)})).fetchone()
+        if row is None:
+            raise ThreadBusyError("A run is already in progress on this thread.")
+
+    async def release(self, thread_id: str, status: str) -> None:
+        """Record how the run left the thread (``idle``, ``interrupted`` or ``error``)."""
+        async with self._pool.connection() as conn:
+            await conn.execute(queries.SET_THREAD_STATUS, {"thread_id": _uuid(thread_id), "status": status})
+
+    async def delete(self, principal: Principal, thread_id: str) -> None:
+        """Delete the caller's thread row (checkpoints are deleted by the caller)."""
+        await self.get(principal, thread_id)
+        async with self._pool.connection() as conn:
+            await conn.execute(queries.DELETE_THREAD, {"thread_id": _uuid(thread_id)})
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ThreadNotFoundError("Thread not found.") from None
+
+
+def _owner(principal: Principal, thread_id: str) -> dict[str, Any]:
+    return {
+        "thread_id": _uuid(thread_id),
+        "tenant": principal.tenant,
+        "issuer": principal.issuer,
+        "subject": principal.subject,
+    }

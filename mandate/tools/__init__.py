@@ -1,0 +1,30 @@
+"""Tools: the registry of tools and their policies, and the calls to downstream APIs."""
+
+from mandate.tools.downstream import call_downstream
+from mandate.tools.errors import DownstreamError, InvalidToolArgsError, ToolError, UnknownToolError
+from mandate.tools.registry import (
+    ApprovalPolicy,
+    CreateTicketArgs,
+    SearchDocumentsArgs,
+    SendPaymentArgs,
+    ToolRegistry,
+    ToolSpec,
+    args_hash,
+    demo_tools,
+)
+
+__all__ = [
+    "ApprovalPolicy",
+    "CreateTicketArgs",
+    "DownstreamError",
+    "InvalidToolArgsError",
+    "SearchDocumentsArgs",
+    "SendPaymentArgs",
+    "ToolError",
+    "ToolRegistry",
+    "ToolSpec",
+    "UnknownToolError",
+    "args_hash",
+    "call_downstream",
+    "demo_tools",
+]

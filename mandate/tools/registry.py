@@ -1,0 +1,162 @@
+"""The tool registry: what each tool is, where it calls, and what it demands before it may run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mandate.auth import StepUpRequirement
+from mandate.tools.errors import InvalidToolArgsError, UnknownToolError
+
+__all__ = [
+    "ApprovalPolicy",
+    "CreateTicketArgs",
+    "SearchDocumentsArgs",
+    "SendPaymentArgs",
+    "ToolRegistry",
+    "ToolSpec",
+    "args_hash",
+    "demo_tools",
+]
+
+
+class ApprovalPolicy(StrEnum):
+    """Who must say yes before a tool runs."""
+
+    NONE = "none"
+    USER_CONSENT = "user_consent"
+    APPROVER = "approver"
+    """An approver of the tenant, never the requester."""
+
+
+class SearchDocumentsArgs(BaseModel):
+    """Search the documents the user may read."""
+
+    model_config = ConfigDict(extra="forbid")
+    query: str = Field(min_length=1, max_length=2000)
+
+
+class CreateTicketArgs(BaseModel):
+    """Open a ticket in the tickets system."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=4000)
+    priority: Literal["low", "normal", "high"] = "normal"
+
+
+class SendPaymentArgs(BaseModel):
+    """Send a payment from the company account."""
+
+    model_config = ConfigDict(extra="forbid")
+    amount: float = Field(gt=0, le=1_000_000)
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    recipient: str = Field(min_length=1, max_length=200)
+    reference: str = Field(default="", max_length=200)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ToolSpec:
+    """One tool and its policy."""
+
+    name: str
+    description: str
+    args_schema: type[BaseModel]
+    agent: str
+    """The OpenFGA agent that executes it (``agent:executor``); it needs ``invoker`` on the tool."""
+    audience: str | None
+    """Downstream API base URL and token audience; ``None`` for tools served inside Mandate."""
+    scopes: tuple[str, ...] = ()
+    """Scopes the user's token must hold and the delegated token is limited to."""
+    sensitivity: Literal["read", "write", "financial"] = "read"
+    step_up: StepUpRequirement | None = None
+    approval: ApprovalPolicy = ApprovalPolicy.NONE
+
+    @property
+    def resource(self) -> str:
+        """The OpenFGA object a call targets (``tool:<name>``)."""
+        return f"tool:{self.name}"
+
+    def validate_args(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The arguments, validated and normalised by the tool's schema.
+
+        Raises:
+            InvalidToolArgsError: They do not match (the message names fields, never values).
+        """
+        try:
+            return self.args_schema.model_validate(args).model_dump(mode="json")
+        except ValidationError as exc:
+            fields = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
+            raise InvalidToolArgsError(f"Invalid arguments for {self.name}: {', '.join(fields)}.") from exc
+
+
+def args_hash(name: str, args: dict[str, Any]) -> str:
+    """SHA-256 over the tool name and canonical JSON arguments: what an approval is bound to."""
+    canonical = json.dumps({"name": name, "args": args}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class ToolRegistry:
+    """Tools by name."""
+
+    def __init__(self, specs: Iterable[ToolSpec]) -> None:
+        self._specs = {spec.name: spec for spec in specs}
+
+    def get(self, name: str) -> ToolSpec:
+        """The spec for ``name``.
+
+        Raises:
+            UnknownToolError: No such tool (the call is denied).
+        """
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise UnknownToolError(f"Tool {name!r} is not registered.") from None
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._specs.values())
+
+
+MFA_WITHIN_5_MINUTES = StepUpRequirement(acr="urn:mandate:acr:mfa", max_age=300)
+
+
+def demo_tools(*, tickets_api_url: str, payments_api_url: str) -> ToolRegistry:
+    """The demo world's tools."""
+    return ToolRegistry(
+        [
+            ToolSpec(
+                name="search_documents",
+                description="Search the documents the user may read and answer from them.",
+                args_schema=SearchDocumentsArgs,
+                agent="agent:retriever",
+                audience=None,
+            ),
+            ToolSpec(
+                name="create_ticket",
+                description="Open a ticket in the tickets system on the user's behalf.",
+                args_schema=CreateTicketArgs,
+                agent="agent:executor",
+                audience=tickets_api_url,
+                scopes=("tickets:write",),
+                sensitivity="write",
+                approval=ApprovalPolicy.USER_CONSENT,
+            ),
+            ToolSpec(
+                name="send_payment",
+                description="Send a payment from the company account.",
+                args_schema=SendPaymentArgs,
+                agent="agent:executor",
+                audience=payments_api_url,
+                scopes=("payments:write",),
+                sensitivity="financial",
+                step_up=MFA_WITHIN_5_MINUTES,
+                approval=ApprovalPolicy.APPROVER,
+            ),
+        ]
+    )

@@ -1,0 +1,68 @@
+"""Session fixtures: the real embedded stack (Postgres, OpenFGA), the app over real HTTP, tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from mandate.audit import build_tracer_provider
+from mandate.service import DevStack, Settings, create_app
+from tests.utils.servers import free_port, serve_in_thread
+from tests.utils.tokens import login
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings of a running embedded stack (real Postgres 18 + pgvector, real OpenFGA)."""
+    data_dir = tmp_path_factory.mktemp("stack")
+    settings = Settings(
+        env="test",
+        port=free_port(),
+        data_dir=data_dir,
+        tools_dir=Path(".tools").absolute(),
+        fga_port=free_port(),
+    )
+    stack = DevStack(settings, fga_grpc_port=free_port())
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def spans() -> InMemorySpanExporter:
+    """Every span the app under test exports."""
+    return InMemorySpanExporter()
+
+
+@pytest.fixture(scope="session")
+def base_url(stack_settings: Settings, spans: InMemorySpanExporter) -> Iterator[str]:
+    """Mandate, with its dev issuer and demo APIs, served over real HTTP on loopback."""
+    app = create_app(stack_settings, tracer_provider=build_tracer_provider(spans))
+    with serve_in_thread(app, port=stack_settings.port) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def token(base_url: str) -> Callable[..., str]:
+    """``token("alice")``: a real access token from the dev issuer."""
+    return lambda user, **kw: login(base_url, user, **kw)
+
+
+@pytest.fixture()
+def client(base_url: str) -> Iterator[httpx.Client]:
+    """A plain HTTP client for the app."""
+    with httpx.Client(base_url=base_url, timeout=60) as http:
+        yield http
+
+
+@pytest.fixture()
+def db(stack_settings: Settings) -> Iterator[psycopg.Connection]:
+    """A direct connection to the app's database, for assertions on what was stored."""
+    with psycopg.connect(stack_settings.database_url, autocommit=True) as conn:
+        yield conn
