@@ -60,7 +60,8 @@ class TrustedIssuer:
 @dataclass(kw_only=True, slots=True)
 class _KeyCache:
     keys: KeySet | None = None
-    fetched_at: float = float("-inf")
+    refetched_at: float = float("-inf")
+    """When an unknown ``kid`` last caused a refetch; the next waits for the cooldown."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -126,9 +127,11 @@ class TokenVerifier:
     async def _key_for(self, trusted: TrustedIssuer, kid: Any, now: float) -> Any:
         cache = self._caches[trusted.issuer]
         async with cache.lock:
-            if cache.keys is None or (_find(cache.keys, kid) is None and now - cache.fetched_at >= self._cooldown):
+            if cache.keys is None:
                 cache.keys = await self._fetch_jwks(trusted.issuer)
-                cache.fetched_at = now
+            elif _find(cache.keys, kid) is None and now - cache.refetched_at >= self._cooldown:
+                cache.keys = await self._fetch_jwks(trusted.issuer)
+                cache.refetched_at = now
             key = _find(cache.keys, kid)
         if key is None:
             raise UnknownKeyError("The token's signing key is not published by its issuer.")

@@ -47,7 +47,7 @@ class Planner(Protocol):
 _TICKET = re.compile(r"\b(open|create|file|raise|submit)\b.*\bticket\b", re.IGNORECASE | re.DOTALL)
 _TICKET_TITLE = re.compile(r"\bticket\b\s*(?:about|for|titled|:|-)?\s*(.+)", re.IGNORECASE | re.DOTALL)
 _PAYMENT = re.compile(
-    r"\b(?:send|pay|transfer|wire)\b.*?(?P<amount>\d+(?:[.,]\d{1,2})?)\s*(?P<currency>EUR|USD|GBP|CHF|€|\$)?"
+    r"\b(?:send|pay|transfer|wire)\b.*?(?P<symbol>[€$])?(?P<amount>\d+(?:[.,]\d{1,2})?)\s*(?P<currency>EUR|USD|GBP|CHF)?"
     r".*?\bto\s+(?P<recipient>[^.,;\n]+)",
     re.IGNORECASE | re.DOTALL,
 )
@@ -60,10 +60,10 @@ class OfflinePlanner:
     async def plan(self, text: str, *, tools: ToolRegistry) -> Plan:
         """The plan for ``text`` (``tools`` is unused: the rules know the demo tools)."""
         if payment := _PAYMENT.search(text):
-            currency = (payment["currency"] or "EUR").upper()
+            currency = (payment["currency"] or _CURRENCY_SYMBOLS.get(payment["symbol"] or "", "EUR")).upper()
             args = {
                 "amount": float(payment["amount"].replace(",", ".")),
-                "currency": _CURRENCY_SYMBOLS.get(currency, currency),
+                "currency": currency,
                 "recipient": payment["recipient"].strip(),
             }
             return Plan(calls=(("send_payment", args),))

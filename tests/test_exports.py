@@ -1,0 +1,22 @@
+"""Each room's ``__all__`` names exactly its public members, and they exist."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+ROOMS = ["auth", "audit", "retrieval", "tools", "nodes", "graphs", "service", "auth.dev_issuer"]
+
+
+@pytest.mark.parametrize("room", ROOMS)
+def test_room_exports_match_public_names(room: str) -> None:
+    module = importlib.import_module(f"mandate.{room}")
+    exported = set(module.__all__)
+    assert all(hasattr(module, name) for name in exported)
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and not isinstance(value, type(importlib)) and name != "annotations"
+    }
+    assert public == exported
