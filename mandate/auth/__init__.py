@@ -6,16 +6,21 @@ from mandate.auth.errors import (
     AuthError,
     AuthorizationUnavailableError,
     IssuerUnavailableError,
+    StepUpRequiredError,
     TokenError,
     TokenExchangeError,
+    VaultUnavailableError,
 )
 from mandate.auth.exchange import DelegatedToken, TokenBroker
 from mandate.auth.principal import Principal, PrincipalState
 from mandate.auth.step_up import ACR_LEVELS, StepUpRequirement, step_up_satisfied
+from mandate.auth.queries import MIGRATIONS
+from mandate.auth.vault import TokenVault, TokenVaultStore
 from mandate.auth.verifier import TokenVerifier, TrustedIssuer
 
 __all__ = [
     "ACR_LEVELS",
+    "MIGRATIONS",
     "AuthError",
     "AuthorizationUnavailableError",
     "Authorizer",
@@ -25,12 +30,16 @@ __all__ = [
     "Principal",
     "PrincipalState",
     "Relationship",
+    "StepUpRequiredError",
     "StepUpRequirement",
     "TokenBroker",
     "TokenError",
     "TokenExchangeError",
+    "TokenVault",
+    "TokenVaultStore",
     "TokenVerifier",
     "TrustedIssuer",
+    "VaultUnavailableError",
     "ensure_store_and_model",
     "open_fga_client",
     "step_up_satisfied",

@@ -15,6 +15,8 @@
     ├── IssuerUnavailableError         code=issuer_unavailable (503, fail closed)
     ├── AuthorizationUnavailableError  code=authz_unavailable  (503, fail closed)
     ├── TokenExchangeError             code=token_exchange_failed
+    ├── VaultUnavailableError          code=vault_unavailable  (503, fail closed)
+    ├── StepUpRequiredError            code=insufficient_user_authentication (401, RFC 9470)
     └── DevIssuerDisabledError         code=dev_issuer_disabled
 """
 
@@ -31,10 +33,12 @@ __all__ = [
     "IssuerUnavailableError",
     "MalformedTokenError",
     "MissingTokenError",
+    "StepUpRequiredError",
     "TokenError",
     "TokenExchangeError",
     "UnknownKeyError",
     "UntrustedIssuerError",
+    "VaultUnavailableError",
     "WrongAudienceError",
     "WrongTokenTypeError",
 ]
@@ -128,6 +132,23 @@ class TokenExchangeError(AuthError):
     """Raised when the issuer refuses or fails an RFC 8693 token exchange."""
 
     code = "token_exchange_failed"
+
+
+class VaultUnavailableError(AuthError):
+    """Raised when the token vault cannot store or read an entry (the action waits; nothing leaks)."""
+
+    code = "vault_unavailable"
+
+
+class StepUpRequiredError(AuthError):
+    """Raised when a request needs stronger or fresher authentication (RFC 9470 challenge)."""
+
+    code = "insufficient_user_authentication"
+
+    def __init__(self, message: str, *, acr_values: str, max_age: int) -> None:
+        super().__init__(message)
+        self.acr_values = acr_values
+        self.max_age = max_age
 
 
 class DevIssuerDisabledError(AuthError):

@@ -3,12 +3,16 @@
 The subject is the user's access token, the actor is the agent (authenticated by its client
 credentials), the audience and scope are the tool's. The delegated token lives only in the
 returned object, whose ``repr`` hides it; it is never written to state, logs or spans.
+
+Delegated tokens are cached in memory per (issuer, user, actor, audience, scope) until shortly
+before they expire. The user is part of the key, so one user's token is never handed to another.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -22,6 +26,8 @@ __all__ = ["DelegatedToken", "TokenBroker"]
 
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+REFRESH_MARGIN_SECONDS = 30.0
+"""A cached delegated token is replaced when it has less than this left."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -46,57 +52,84 @@ class TokenBroker:
         client_secret: str,
         tracer: trace.Tracer,
         transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._token_endpoint = token_endpoint
         self._client_id = client_id
         self._client_secret = client_secret
         self._tracer = tracer
         self._transport = transport
+        self._clock = clock
+        self._cache: dict[tuple[str, str, str, str, str], DelegatedToken] = {}
+        self._lock = asyncio.Lock()
 
     @property
     def actor(self) -> str:
         """The client id this broker acts as (the ``act`` subject of every token it obtains)."""
         return self._client_id
 
-    async def exchange(self, subject_token: str, *, audience: str, scopes: Sequence[str]) -> DelegatedToken:
-        """Obtain a delegated token for ``audience`` limited to ``scopes``.
+    async def exchange(
+        self, subject_token: str, *, issuer: str, subject: str, audience: str, scopes: Sequence[str]
+    ) -> DelegatedToken:
+        """A delegated token for ``audience`` limited to ``scopes``, from the cache or the issuer.
+
+        Args:
+            subject_token: The user's access token.
+            issuer: Issuer of the user's token (part of the cache key).
+            subject: The user's ``sub`` (part of the cache key: never shared across users).
+            audience: The downstream API.
+            scopes: The scopes the call needs.
 
         Raises:
             TokenExchangeError: The issuer refused (for example ``invalid_scope``) or was unreachable.
         """
-        scope = " ".join(scopes)
+        scope = " ".join(sorted(scopes))
+        key = (issuer, subject, self._client_id, audience, scope)
         with self._tracer.start_as_current_span("mandate.token_exchange") as span:
             span.set_attribute("mandate.exchange.audience", audience)
-            span.set_attribute("mandate.exchange.scopes", list(scopes))
+            span.set_attribute("mandate.exchange.scopes", scope.split())
             span.set_attribute("mandate.exchange.actor", self._client_id)
-            # A fresh client per exchange: authlib keeps the last token on the client object,
-            # and a shared one must never hold one user's token while serving another.
-            async with AsyncOAuth2Client(
-                client_id=self._client_id,
-                client_secret=self._client_secret,
-                token_endpoint_auth_method="client_secret_basic",
-                transport=self._transport,
-                timeout=10.0,
-            ) as client:
+            async with self._lock:
+                cached = self._cache.get(key)
+                fresh = cached is not None and cached.expires_at - self._clock() > REFRESH_MARGIN_SECONDS
+                span.set_attribute("mandate.exchange.cached", fresh)
+                if cached is not None and fresh:
+                    return cached
                 try:
-                    token = await client.fetch_token(
-                        self._token_endpoint,
-                        grant_type=TOKEN_EXCHANGE_GRANT,
-                        subject_token=subject_token,
-                        subject_token_type=ACCESS_TOKEN_TYPE,
-                        audience=audience,
-                        scope=scope,
-                    )
-                except AuthlibBaseError as exc:
-                    span.set_attribute("mandate.exchange.error", str(exc.error))
-                    raise TokenExchangeError(f"The issuer refused the token exchange ({exc.error}).") from exc
-                except (httpx.HTTPError, ValueError) as exc:
-                    span.set_attribute("mandate.exchange.error", type(exc).__name__)
-                    raise TokenExchangeError("The issuer could not be reached for a token exchange.") from exc
+                    token = await self._exchange(subject_token, audience=audience, scope=scope)
+                except TokenExchangeError as exc:
+                    span.set_attribute("mandate.exchange.error", exc.code)
+                    raise
+                self._cache[key] = token
+                return token
+
+    async def _exchange(self, subject_token: str, *, audience: str, scope: str) -> DelegatedToken:
+        # A fresh client per exchange: authlib keeps the last token on the client object,
+        # and a shared one must never hold one user's token while serving another.
+        async with AsyncOAuth2Client(
+            client_id=self._client_id,
+            client_secret=self._client_secret,
+            token_endpoint_auth_method="client_secret_basic",
+            transport=self._transport,
+            timeout=10.0,
+        ) as client:
+            try:
+                token = await client.fetch_token(
+                    self._token_endpoint,
+                    grant_type=TOKEN_EXCHANGE_GRANT,
+                    subject_token=subject_token,
+                    subject_token_type=ACCESS_TOKEN_TYPE,
+                    audience=audience,
+                    scope=scope,
+                )
+            except AuthlibBaseError as exc:
+                raise TokenExchangeError(f"The issuer refused the token exchange ({exc.error}).") from exc
+            except (httpx.HTTPError, ValueError) as exc:
+                raise TokenExchangeError("The issuer could not be reached for a token exchange.") from exc
         granted = tuple(str(token.get("scope", scope)).split())
         return DelegatedToken(
             access_token=token["access_token"],
             audience=audience,
             scopes=granted,
-            expires_at=time.time() + float(token.get("expires_in", 0)),
+            expires_at=self._clock() + float(token.get("expires_in", 0)),
         )

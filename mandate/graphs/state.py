@@ -13,7 +13,7 @@ from opentelemetry import trace
 from typing_extensions import TypedDict
 
 from mandate.audit import AuditSink
-from mandate.auth import Authorizer, Principal, PrincipalState, TokenBroker
+from mandate.auth import Authorizer, Principal, PrincipalState, TokenBroker, TokenVault, TokenVerifier
 from mandate.graphs.errors import PrincipalImmutableError
 from mandate.retrieval import Retriever
 from mandate.tools import ToolRegistry
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from mandate.nodes.planner import Planner
     from mandate.nodes.responder import Responder
 
-__all__ = ["ContextChunk", "GraphContext", "MandateState", "ProposedCall", "ToolOutcome", "write_once"]
+__all__ = ["ContextChunk", "Decision", "GraphContext", "MandateState", "ProposedCall", "ToolOutcome", "write_once"]
 
 
 def write_once(current: PrincipalState | None, new: PrincipalState | None) -> PrincipalState | None:
@@ -55,6 +55,15 @@ class ToolOutcome(TypedDict):
     """Safe facts for the answer (a ticket id); never a token."""
 
 
+class Decision(TypedDict):
+    """One human decision on one gated call (an edit carries the call as edited)."""
+
+    call: ProposedCall
+    type: Literal["approve", "edit", "reject"]
+    decided_by: str
+    """Pseudonym of the principal who decided."""
+
+
 class ContextChunk(TypedDict):
     """A chunk authorized for (user, agent) at retrieval time."""
 
@@ -75,8 +84,12 @@ class MandateState(TypedDict, total=False):
     approved: list[ProposedCall]
     outcomes: list[ToolOutcome]
     context: list[ContextChunk]
+    decisions: list[Decision]
+    """Human decisions taken so far on this message's gated calls, in order."""
     consent_error: str | None
     """Why the last answer to the consent question was refused; the question is asked again."""
+    consent_pending: bool
+    """Whether the consent node must run again (a decision was just taken or refused)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -92,6 +105,9 @@ class GraphContext:
     retriever: Retriever
     tools: ToolRegistry
     broker: TokenBroker
+    vault: TokenVault
+    verifier: TokenVerifier
+    """Re-verifies a token taken from the vault before it is used."""
     downstream: httpx.AsyncClient
     audit: AuditSink
     planner: Planner

@@ -15,7 +15,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_openai import ChatOpenAI
 from langgraph.runtime import Runtime
 
-from mandate.graphs.state import GraphContext, MandateState, ProposedCall
+from mandate.auth import AuthError, Relationship
+from mandate.graphs.state import GraphContext, MandateState, ProposedCall, ToolOutcome
+from mandate.nodes._outcomes import audit_call, outcome
 from mandate.tools import ToolError, ToolRegistry, args_hash
 
 __all__ = ["LlmPlanner", "OfflinePlanner", "Plan", "Planner", "planner_node"]
@@ -126,21 +128,50 @@ def _normalised(tools: ToolRegistry, name: str, args: dict[str, Any]) -> dict[st
         return args
 
 
+async def _admit(ctx: GraphContext, calls: list[ProposedCall]) -> tuple[list[ProposedCall], list[tuple[ProposedCall, str]]]:
+    """Split proposals into admitted ones and those denied before anything happens.
+
+    Unknown tools, and tools whose executing agent holds no ``invoker`` grant, never reach
+    step-up or consent. The executor checks everything again before a call runs.
+    """
+    denied: list[tuple[ProposedCall, str]] = []
+    known = []
+    for call in calls:
+        try:
+            known.append((call, ctx.tools.get(call["name"])))
+        except ToolError as exc:
+            denied.append((call, exc.code))
+    try:
+        grants = await ctx.authz.batch_check([Relationship(spec.agent, "invoker", spec.resource) for _, spec in known])
+    except AuthError as exc:
+        return [], denied + [(call, exc.code) for call, _ in known]
+    admitted = [call for (call, _), granted in zip(known, grants, strict=True) if granted]
+    denied += [(call, "agent_not_allowed") for (call, _), granted in zip(known, grants, strict=True) if not granted]
+    return admitted, denied
+
+
 async def planner_node(state: MandateState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
     """Plan the last user message; resets the per-message fields of the state."""
     ctx = runtime.context
     plan = await ctx.planner.plan(_last_user_text(state), tools=ctx.tools)
-    proposed = []
+    calls = []
     for name, raw_args in plan.calls:
         args = _normalised(ctx.tools, name, raw_args)
-        proposed.append(
+        calls.append(
             ProposedCall(id=f"call_{uuid.uuid4().hex[:16]}", name=name, args=args, args_hash=args_hash(name, args))
         )
+    admitted, denied = await _admit(ctx, calls)
+    outcomes: list[ToolOutcome] = []
+    for call, code in denied:
+        await audit_call(ctx, state, call, "tool.denied", code, stage="planning")
+        outcomes.append(outcome(call, "denied", code))
     return {
         "question": plan.question,
-        "proposed": proposed,
+        "proposed": admitted,
         "approved": [],
-        "outcomes": [],
+        "outcomes": outcomes,
         "context": [],
+        "decisions": [],
         "consent_error": None,
+        "consent_pending": False,
     }

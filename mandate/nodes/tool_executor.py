@@ -1,8 +1,10 @@
 """The tool executor: every approved call passes the whole gate, in order, or does not run.
 
-Order (each step fail-closed): registry lookup → argument check against the approved hash →
-the requester's own token and scopes → OpenFGA (user may use the tool AND the agent may invoke
-it) → write-ahead audit record → token exchange → downstream call with an idempotency key.
+Order (each step fail-closed): registry lookup → arguments bound to the approved hash → the
+requester's token (this call's, or the vault's when someone else resumed the run) and its scopes →
+OpenFGA (the user may use the tool AND the agent may invoke it) → write-ahead audit record →
+token exchange → downstream call with an idempotency key per tool call, so a crash and resume
+never doubles an effect.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from langgraph.runtime import Runtime
+from langgraph.types import interrupt
 
-from mandate.audit import AuditEvent, AuditUnavailableError
+from mandate.audit import AuditUnavailableError
 from mandate.auth import AuthError, Relationship
 from mandate.graphs.state import GraphContext, MandateState, ProposedCall, ToolOutcome
+from mandate.nodes._outcomes import audit_call, outcome
 from mandate.tools import ToolError, ToolSpec, args_hash, call_downstream
 
 __all__ = ["tool_executor_node"]
@@ -28,8 +32,19 @@ class _Refused(Exception):
         self.code = code
 
 
-async def _gate(ctx: GraphContext, state: MandateState, call: ProposedCall) -> tuple[ToolSpec, dict[str, Any]]:
-    """Registry, arguments, requester token and scopes, OpenFGA: raise :class:`_Refused` on any no."""
+async def _requester_token(ctx: GraphContext, state: MandateState) -> str | None:
+    """The requester's own token: this call's if they made it, else the vault's (None if expired)."""
+    requester = state["principal"]
+    assert requester is not None
+    if ctx.caller.same_subject(requester):
+        return ctx.subject_token
+    return await ctx.vault.get(
+        issuer=requester["issuer"], subject=requester["subject"], thread_id=ctx.thread_id, now=ctx.clock()
+    )
+
+
+async def _gate(ctx: GraphContext, state: MandateState, call: ProposedCall, token: str) -> tuple[ToolSpec, dict[str, Any]]:
+    """Registry, arguments, token scopes, OpenFGA: raise :class:`_Refused` on any no."""
     try:
         spec = ctx.tools.get(call["name"])
         args = spec.validate_args(call["args"])
@@ -38,15 +53,17 @@ async def _gate(ctx: GraphContext, state: MandateState, call: ProposedCall) -> t
     if args_hash(spec.name, args) != call["args_hash"]:
         raise _Refused("denied", "args_changed_after_approval")
     requester = state["principal"]
-    if requester is None or not ctx.caller.same_subject(requester):
-        # The delegated token must be exchanged from the requester's own token.
-        raise _Refused("denied", "requester_token_unavailable")
-    if not set(spec.scopes) <= ctx.caller.scopes:
+    assert requester is not None
+    try:
+        scopes = await _token_scopes(ctx, token)
+    except AuthError as exc:
+        raise _Refused("denied", exc.code) from exc
+    if not set(spec.scopes) <= scopes:
         raise _Refused("denied", "insufficient_scope")
     try:
         user_may, agent_may = await ctx.authz.batch_check(
             [
-                Relationship(ctx.caller.user_id, "can_use", spec.resource),
+                Relationship(f"user:{requester['subject']}", spec.relation, spec.resource),
                 Relationship(spec.agent, "invoker", spec.resource),
             ],
             strong=True,
@@ -60,67 +77,68 @@ async def _gate(ctx: GraphContext, state: MandateState, call: ProposedCall) -> t
     return spec, args
 
 
-async def _execute(ctx: GraphContext, state: MandateState, call: ProposedCall) -> ToolOutcome:
-    tenant = state["principal"]["tenant"] if state["principal"] else ""
-
-    async def audit(event: str, decision: str, **detail: Any) -> str:
-        return await ctx.audit.record(
-            AuditEvent(
-                tenant=tenant,
-                event=event,
-                actor=ctx.pseudonym(ctx.caller),
-                thread_id=ctx.thread_id,
-                agent=_agent_of(ctx, call["name"]),
-                tool=call["name"],
-                tool_call_id=call["id"],
-                decision=decision,
-                detail={"args_hash": call["args_hash"], **detail},
-            )
-        )
-
-    def outcome(status: str, code: str, detail: dict[str, Any] | None = None) -> ToolOutcome:
-        return ToolOutcome(call_id=call["id"], name=call["name"], status=status, code=code, detail=detail or {})  # type: ignore[typeddict-item]
-
+async def _execute(ctx: GraphContext, state: MandateState, call: ProposedCall, token: str) -> ToolOutcome:
+    requester = state["principal"]
+    assert requester is not None
     try:
-        spec, args = await _gate(ctx, state, call)
+        spec, args = await _gate(ctx, state, call, token)
     except _Refused as refusal:
-        await audit("tool.denied", refusal.code)
-        return outcome(refusal.status, refusal.code)
+        await audit_call(ctx, state, call, "tool.denied", refusal.code)
+        return outcome(call, refusal.status, refusal.code)
     try:
-        started = await audit("tool.started", "allowed", audience=spec.audience, scopes=list(spec.scopes))
+        started = await audit_call(
+            ctx, state, call, "tool.started", "allowed", audience=spec.audience, scopes=list(spec.scopes)
+        )
     except AuditUnavailableError as exc:
-        return outcome("failed", exc.code)  # no durable record, no tool run
+        return outcome(call, "failed", exc.code)  # no durable record, no tool run
     try:
-        token = await ctx.broker.exchange(ctx.subject_token, audience=str(spec.audience), scopes=spec.scopes)
+        delegated = await ctx.broker.exchange(
+            token, issuer=requester["issuer"], subject=requester["subject"], audience=str(spec.audience),
+            scopes=spec.scopes,
+        )
         result = await call_downstream(
-            ctx.downstream, spec, args=args, token=token, idempotency_key=f"{ctx.thread_id}:{call['id']}"
+            ctx.downstream, spec, args=args, token=delegated, idempotency_key=f"{ctx.thread_id}:{call['id']}"
         )
     except (AuthError, ToolError) as exc:
-        await audit("tool.failed", exc.code, started=started)
-        return outcome("failed", exc.code)
+        await audit_call(ctx, state, call, "tool.failed", exc.code, started=started)
+        return outcome(call, "failed", exc.code)
     safe = {k: v for k, v in result.items() if k in ("id", "status")}
-    await audit("tool.succeeded", "ok", started=started, **safe)
-    return outcome("succeeded", "ok", safe)
+    await audit_call(ctx, state, call, "tool.succeeded", "ok", started=started, **safe)
+    return outcome(call, "succeeded", "ok", safe)
 
 
-def _agent_of(ctx: GraphContext, name: str) -> str | None:
-    try:
-        return ctx.tools.get(name).agent
-    except ToolError:
-        return None
+async def _token_scopes(ctx: GraphContext, token: str) -> frozenset[str]:
+    """Scopes of the requester's token, verified again (a vault token is re-verified, not trusted)."""
+    if token is ctx.subject_token:
+        return ctx.caller.scopes
+    return (await ctx.verifier.verify(token)).scopes
 
 
 async def tool_executor_node(state: MandateState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
     """Run each approved call through the gate; report what became of each."""
     ctx = runtime.context
+    approved = state.get("approved", [])
     outcomes = list(state.get("outcomes", []))
-    for call in state.get("approved", []):
+    if not approved:
+        return {"outcomes": outcomes}
+    token = await _requester_token(ctx, state)
+    while token is None:
+        # The requester's stored token expired during the wait: ask them to sign in and resume.
+        interrupt(
+            {
+                "kind": "reauthenticate",
+                "tool_call_ids": [c["id"] for c in approved],
+                "description": "Your sign-in expired while this action waited. Sign in again and resume this thread.",
+            }
+        )
+        token = await _requester_token(ctx, state)
+    for call in approved:
         with ctx.tracer.start_as_current_span(f"execute_tool {call['name']}") as span:
             span.set_attribute("gen_ai.operation.name", "execute_tool")
             span.set_attribute("gen_ai.tool.name", call["name"])
             span.set_attribute("gen_ai.tool.call.id", call["id"])
             span.set_attribute("gen_ai.conversation.id", ctx.thread_id)
-            result = await _execute(ctx, state, call)
+            result = await _execute(ctx, state, call, token)
             span.set_attribute("mandate.tool.status", result["status"])
             span.set_attribute("mandate.tool.code", result["code"])
         outcomes.append(result)

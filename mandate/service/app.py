@@ -11,7 +11,7 @@ from opentelemetry.trace import TracerProvider
 from mandate.auth.dev_issuer import DEMO_USERS, TOKEN_EXCHANGE_GRANT, DevClient, create_dev_issuer_app
 from mandate.service.demo_apis import demo_apis_router
 from mandate.service.errors import install_error_handlers
-from mandate.service.routes import meta, threads
+from mandate.service.routes import approvals, meta, threads
 from mandate.service.runtime import open_services
 from mandate.service.settings import Settings
 
@@ -47,6 +47,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider) -> FastAP
     install_error_handlers(app)
     app.include_router(meta.router)
     app.include_router(threads.router)
+    app.include_router(approvals.router)
     if settings.dev_issuer:
         app.mount(
             "/dev-idp",

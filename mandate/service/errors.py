@@ -8,6 +8,12 @@
     ├── ThreadInterruptedError   code=thread_interrupted   (409: answer the pending interrupt first)
     ├── AssistantNotFoundError   code=assistant_not_found  (404)
     ├── InvalidRunError          code=invalid_run          (422)
+    ├── ApprovalError
+    │   ├── ApprovalNotFoundError    code=approval_not_found   (404; also for other tenants)
+    │   ├── ApprovalNotPendingError  code=approval_not_pending (409: decided, closed, or lost a race)
+    │   ├── ApprovalExpiredError     code=approval_expired     (410)
+    │   ├── NotAllowedToDecideError  code=not_allowed_to_decide (403)
+    │   └── DecisionRefusedError     code=decision_refused     (409: the run refused it; see message)
     └── ResourceServerError      (the demo APIs' refusals)
         ├── InsufficientScopeError     code=insufficient_scope   (403)
         ├── DelegationRequiredError    code=delegation_required  (403: no `act`, so not a delegated token)
@@ -24,15 +30,21 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from mandate.auth import TokenError
+from mandate.auth import StepUpRequiredError, TokenError
 from mandate.errors import AppError
 
 __all__ = [
+    "ApprovalError",
+    "ApprovalExpiredError",
+    "ApprovalNotFoundError",
+    "ApprovalNotPendingError",
     "AssistantNotFoundError",
+    "DecisionRefusedError",
     "DelegationRequiredError",
     "InsufficientScopeError",
     "InvalidRunError",
     "MissingIdempotencyKeyError",
+    "NotAllowedToDecideError",
     "ResourceServerError",
     "NotInterruptedError",
     "ServiceError",
@@ -94,6 +106,42 @@ class InvalidRunError(ServiceError):
     code = "invalid_run"
 
 
+class ApprovalError(ServiceError):
+    """Raised when an approval cannot be listed or decided."""
+
+    code = "approval_error"
+
+
+class ApprovalNotFoundError(ApprovalError):
+    """Raised when an approval does not exist in the caller's tenant."""
+
+    code = "approval_not_found"
+
+
+class ApprovalNotPendingError(ApprovalError):
+    """Raised when an approval was already decided or closed (single use), or a concurrent decision won."""
+
+    code = "approval_not_pending"
+
+
+class ApprovalExpiredError(ApprovalError):
+    """Raised when an approval's time ran out."""
+
+    code = "approval_expired"
+
+
+class NotAllowedToDecideError(ApprovalError):
+    """Raised when policy forbids the caller to decide (the requester of a payment, a non-approver)."""
+
+    code = "not_allowed_to_decide"
+
+
+class DecisionRefusedError(ApprovalError):
+    """Raised when the paused run refused the decision (it stays pending)."""
+
+    code = "decision_refused"
+
+
 class ResourceServerError(ServiceError):
     """Raised by the demo resource servers when they refuse a call."""
 
@@ -119,6 +167,12 @@ class MissingIdempotencyKeyError(ResourceServerError):
 
 
 STATUS_BY_CODE: dict[str, int] = {
+    "approval_not_found": 404,
+    "approval_not_pending": 409,
+    "approval_expired": 410,
+    "not_allowed_to_decide": 403,
+    "decision_refused": 409,
+    "vault_unavailable": 503,
     "insufficient_scope": 403,
     "delegation_required": 403,
     "idempotency_key_required": 400,
@@ -147,17 +201,22 @@ def error_body(code: str, message: str) -> dict[str, str]:
     return {"code": code, "message": message}
 
 
-def _www_authenticate(request: Request, error: TokenError | None) -> str:
+def _www_authenticate(request: Request, error: TokenError | StepUpRequiredError) -> str:
     metadata = str(request.base_url).rstrip("/") + "/.well-known/oauth-protected-resource"
     value = f'Bearer resource_metadata="{metadata}"'
-    if error is not None and error.code != "missing_token":
+    if isinstance(error, StepUpRequiredError):
+        value += (
+            f', error="insufficient_user_authentication", error_description="{error.message}"'
+            f', acr_values="{error.acr_values}", max_age={error.max_age}'
+        )
+    elif error.code != "missing_token":
         value += f', error="invalid_token", error_description="{error.message}"'
     return value
 
 
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    if isinstance(exc, TokenError):
+    if isinstance(exc, (TokenError, StepUpRequiredError)):
         return JSONResponse(
             error_body(exc.code, exc.message),
             status_code=401,

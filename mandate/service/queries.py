@@ -30,6 +30,31 @@ MIGRATIONS = [
         PRIMARY KEY (api, idempotency_key)
     );
     """,
+    # 3: the approval queue: one row per paused gated call, single-use, expiring.
+    """
+    CREATE TABLE mandate.approvals (
+        id uuid PRIMARY KEY,
+        thread_id uuid NOT NULL REFERENCES mandate.threads (thread_id) ON DELETE CASCADE,
+        tenant text NOT NULL,
+        tool_call_id text NOT NULL,
+        tool text NOT NULL,
+        args jsonb NOT NULL,
+        args_hash text NOT NULL,
+        policy text NOT NULL,
+        agent text NOT NULL,
+        requester_issuer text NOT NULL,
+        requester_subject text NOT NULL,
+        status text NOT NULL DEFAULT 'pending',
+        created_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL,
+        decided_by_issuer text,
+        decided_by_subject text,
+        decision text,
+        decided_at timestamptz,
+        UNIQUE (thread_id, tool_call_id)
+    );
+    CREATE INDEX approvals_pending ON mandate.approvals (tenant, status, expires_at);
+    """,
 ]
 
 _THREAD_COLUMNS = "thread_id, tenant, status, metadata, created_at, updated_at"
@@ -81,4 +106,44 @@ WHERE api = %(api)s AND idempotency_key = %(key)s
 LIST_EFFECTS = """
 SELECT id, subject, actor, audience, scopes, body, created_at FROM mandate.demo_effects
 WHERE api = %(api)s AND subject = %(subject)s ORDER BY created_at
+"""
+
+RESET_BUSY_THREADS = "UPDATE mandate.threads SET status = 'error', updated_at = now() WHERE status = 'busy'"
+
+_APPROVAL_COLUMNS = """id, thread_id, tenant, tool_call_id, tool, args, args_hash, policy, agent,
+    requester_issuer, requester_subject, status, created_at, expires_at, decision, decided_at"""
+
+INSERT_APPROVAL = """
+INSERT INTO mandate.approvals (id, thread_id, tenant, tool_call_id, tool, args, args_hash, policy, agent,
+                               requester_issuer, requester_subject, expires_at)
+VALUES (%(id)s, %(thread_id)s, %(tenant)s, %(tool_call_id)s, %(tool)s, %(args)s, %(args_hash)s, %(policy)s,
+        %(agent)s, %(requester_issuer)s, %(requester_subject)s, now() + make_interval(secs => %(ttl)s))
+ON CONFLICT (thread_id, tool_call_id) DO NOTHING
+"""
+
+CLOSE_OTHER_PENDING_APPROVALS = """
+UPDATE mandate.approvals SET status = 'closed'
+WHERE thread_id = %(thread_id)s AND status = 'pending' AND tool_call_id <> ALL(%(keep)s)
+"""
+
+EXPIRE_APPROVALS = "UPDATE mandate.approvals SET status = 'expired' WHERE status = 'pending' AND expires_at <= now()"
+
+LIST_PENDING_APPROVALS = f"""
+SELECT {_APPROVAL_COLUMNS} FROM mandate.approvals
+WHERE tenant = %(tenant)s AND status = 'pending' AND expires_at > now()
+ORDER BY created_at
+"""
+
+SELECT_APPROVAL_IN_TENANT = f"SELECT {_APPROVAL_COLUMNS} FROM mandate.approvals WHERE id = %(id)s AND tenant = %(tenant)s"
+
+CLAIM_APPROVAL = """
+UPDATE mandate.approvals
+SET status = 'deciding', decided_by_issuer = %(issuer)s, decided_by_subject = %(subject)s, decision = %(decision)s
+WHERE id = %(id)s AND status = 'pending' AND expires_at > now()
+RETURNING id
+"""
+
+FINISH_APPROVAL = """
+UPDATE mandate.approvals SET status = %(status)s, decided_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE now() END
+WHERE id = %(id)s
 """

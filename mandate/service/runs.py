@@ -23,6 +23,24 @@ from mandate.service.schemas import RunCreate
 
 __all__ = ["run_and_wait", "snapshot_body"]
 
+WAITS_FOR_OTHERS = ("approval",)
+"""Interrupt kinds someone other than the requester answers: the requester's token goes to the vault."""
+
+
+async def _after_run(
+    services: Services, *, thread_id: str, snapshot: StateSnapshot, caller: Principal, token: str
+) -> None:
+    """Mirror the pending interrupt into the approval queue; vault the requester's token if others decide."""
+    requester = snapshot.values.get("principal")
+    if not requester:
+        return
+    await services.approvals.sync(thread_id=thread_id, requester=requester, snapshot=snapshot)
+    kinds = {i.value.get("kind") for i in snapshot.interrupts if isinstance(i.value, dict)}
+    if kinds & set(WAITS_FOR_OTHERS) and caller.same_subject(requester):
+        await services.vault.put(
+            issuer=caller.issuer, subject=caller.subject, thread_id=thread_id, token=token, expires_at=caller.expires_at
+        )
+
 
 def _config(thread_id: str) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread_id}}
@@ -52,8 +70,13 @@ def snapshot_body(snapshot: StateSnapshot) -> dict[str, Any]:
 
 
 def _graph_input(snapshot: StateSnapshot, body: RunCreate, caller: Principal) -> Any:
-    if (body.input is None) == (body.command is None):
-        raise InvalidRunError("Send either input or command.")
+    if body.input is not None and body.command is not None:
+        raise InvalidRunError("Send either input or command, not both.")
+    if body.input is None and body.command is None:
+        # Neither: continue a run that stopped between nodes (a crash); None resumes the checkpoint.
+        if snapshot.interrupts or not snapshot.next:
+            raise InvalidRunError("Send input, or a command to resume; there is no unfinished run to continue.")
+        return None
     if body.command is not None:
         if not snapshot.interrupts:
             raise NotInterruptedError("The thread is not waiting for an answer.")
@@ -88,6 +111,8 @@ async def run_and_wait(
         retriever=services.retriever,
         tools=services.tools,
         broker=services.broker,
+        vault=services.vault,
+        verifier=services.verifier,
         downstream=services.http,
         audit=services.audit,
         planner=services.planner,
@@ -108,6 +133,7 @@ async def run_and_wait(
             await graph.ainvoke(graph_input, config, context=context)
         snapshot = await graph.aget_state(config)
         status = "interrupted" if snapshot.interrupts else "idle"
+        await _after_run(services, thread_id=thread_id, snapshot=snapshot, caller=caller, token=token)
     finally:
         await services.threads.release(thread_id, status)
     result = jsonable_encoder(snapshot.values)

@@ -14,12 +14,13 @@ from langgraph.graph.state import CompiledStateGraph
 from opentelemetry import trace
 from opentelemetry.trace import TracerProvider
 
-from mandate import audit, retrieval
+from mandate import audit, auth, retrieval
 from mandate._db import Pool, apply_migrations, open_pool
 from mandate.audit import TRACER_NAME, AuditLog, Pseudonymizer
 from mandate.auth import (
     OpenFgaAuthorizer,
     TokenBroker,
+    TokenVaultStore,
     TokenVerifier,
     TrustedIssuer,
     ensure_store_and_model,
@@ -28,8 +29,9 @@ from mandate.auth import (
 from mandate.graphs import build_graph
 from mandate.nodes import LlmPlanner, LlmResponder, OfflinePlanner, OfflineResponder, Planner, Responder
 from mandate.retrieval import AuthorizedRetriever, Ingestor, LexicalEmbeddings
+from mandate.service import queries
+from mandate.service.approvals import ApprovalQueue
 from mandate.service.demo import seed_demo_world
-from mandate.service.queries import MIGRATIONS as SERVICE_MIGRATIONS
 from mandate.service.settings import Settings
 from mandate.service.threads import ThreadStore
 from mandate.tools import ToolRegistry, demo_tools
@@ -52,6 +54,8 @@ class Services:
     ingestor: Ingestor
     tools: ToolRegistry
     broker: TokenBroker
+    vault: TokenVaultStore
+    approvals: ApprovalQueue
     http: httpx.AsyncClient
     audit: AuditLog
     planner: Planner
@@ -100,11 +104,16 @@ async def open_services(settings: Settings, *, tracer_provider: TracerProvider) 
     fga = None
     try:
         for room, migrations in (
+            ("auth", auth.MIGRATIONS),
             ("retrieval", retrieval.MIGRATIONS),
             ("audit", audit.MIGRATIONS),
-            ("service", SERVICE_MIGRATIONS),
+            ("service", queries.MIGRATIONS),
         ):
             await apply_migrations(pool, room=room, migrations=migrations)
+        async with pool.connection() as conn:
+            # No run survives a restart of this single-instance service; a thread left busy by a
+            # crash is marked error so that it can be continued (an empty run) or resumed.
+            await conn.execute(queries.RESET_BUSY_THREADS)
         checkpointer = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
         await checkpointer.setup()
         api_token = settings.fga_api_token.get_secret_value() if settings.fga_api_token else None
@@ -121,6 +130,7 @@ async def open_services(settings: Settings, *, tracer_provider: TracerProvider) 
         embeddings = LexicalEmbeddings()
         issuers = _trusted_issuers(settings)
         planner, responder = _models(settings)
+        tools = demo_tools(tickets_api_url=settings.tickets_api_url, payments_api_url=settings.payments_api_url)
         services = Services(
             settings=settings,
             pool=pool,
@@ -129,13 +139,15 @@ async def open_services(settings: Settings, *, tracer_provider: TracerProvider) 
             authz=authz,
             retriever=AuthorizedRetriever(pool=pool, authz=authz, embeddings=embeddings, tracer=tracer),
             ingestor=Ingestor(pool=pool, authz=authz, embeddings=embeddings),
-            tools=demo_tools(tickets_api_url=settings.tickets_api_url, payments_api_url=settings.payments_api_url),
+            tools=tools,
             broker=TokenBroker(
                 token_endpoint=settings.token_endpoint,
                 client_id=settings.agent_client_id,
                 client_secret=settings.agent_client_secret.get_secret_value(),
                 tracer=tracer,
             ),
+            vault=TokenVaultStore(pool=pool, secret=settings.vault_key.get_secret_value().encode()),
+            approvals=ApprovalQueue(pool=pool, tools=tools),
             http=http,
             audit=AuditLog(pool=pool),
             planner=planner,

@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     llm_model: str = "gpt-4o-mini"
     llm_api_key: SecretStr = SecretStr("")
 
+    vault_key: SecretStr = SecretStr(DEV_SECRET_PLACEHOLDER)
+    """Secret from which the token vault's AES-256-GCM key is derived."""
     pseudonym_key: SecretStr = SecretStr(DEV_SECRET_PLACEHOLDER)
     """HMAC key that turns subjects into pseudonymous ids in spans and audit rows."""
     seed_demo: bool = True
@@ -104,7 +106,7 @@ class Settings(BaseSettings):
         if self.env == "prod":
             if self.dev_issuer:
                 raise ValueError("MANDATE_DEV_ISSUER must be false when MANDATE_ENV=prod")
-            for name in ("agent_client_secret", "pseudonym_key"):
+            for name in ("agent_client_secret", "pseudonym_key", "vault_key"):
                 if getattr(self, name).get_secret_value() == DEV_SECRET_PLACEHOLDER:
                     raise ValueError(f"MANDATE_{name.upper()} must be set to a real secret when MANDATE_ENV=prod")
         return self

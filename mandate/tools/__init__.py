@@ -10,6 +10,7 @@ from mandate.tools.registry import (
     ToolRegistry,
     ToolSpec,
     args_hash,
+    decision_refusal,
     demo_tools,
 )
 
@@ -26,5 +27,6 @@ __all__ = [
     "UnknownToolError",
     "args_hash",
     "call_downstream",
+    "decision_refusal",
     "demo_tools",
 ]

@@ -22,6 +22,7 @@ __all__ = [
     "ToolRegistry",
     "ToolSpec",
     "args_hash",
+    "decision_refusal",
     "demo_tools",
 ]
 
@@ -72,11 +73,17 @@ class ToolSpec:
     """The OpenFGA agent that executes it (``agent:executor``); it needs ``invoker`` on the tool."""
     audience: str | None
     """Downstream API base URL and token audience; ``None`` for tools served inside Mandate."""
+    relation: str = "can_use"
+    """OpenFGA relation the user needs on :attr:`resource` for the call to run."""
     scopes: tuple[str, ...] = ()
     """Scopes the user's token must hold and the delegated token is limited to."""
     sensitivity: Literal["read", "write", "financial"] = "read"
     step_up: StepUpRequirement | None = None
     approval: ApprovalPolicy = ApprovalPolicy.NONE
+    approver_distinct: bool = True
+    """For :attr:`ApprovalPolicy.APPROVER`: the approver must not be the requester."""
+    approval_ttl: int = 3600
+    """Seconds a pending consent or approval stays valid."""
 
     @property
     def resource(self) -> str:
@@ -94,6 +101,23 @@ class ToolSpec:
         except ValidationError as exc:
             fields = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
             raise InvalidToolArgsError(f"Invalid arguments for {self.name}: {', '.join(fields)}.") from exc
+
+
+def decision_refusal(spec: ToolSpec, *, is_requester: bool, is_tenant_approver: bool) -> str | None:
+    """Why this person may not decide on a call of ``spec``, or ``None`` if they may.
+
+    Args:
+        spec: The tool whose call awaits a decision.
+        is_requester: The decider is the user who asked (same issuer, subject and tenant).
+        is_tenant_approver: OpenFGA says the decider is an ``approver`` of the requester's tenant.
+    """
+    if spec.approval is ApprovalPolicy.USER_CONSENT:
+        return None if is_requester else "consent_requires_requester"
+    if spec.approval is ApprovalPolicy.APPROVER:
+        if is_requester and spec.approver_distinct:
+            return "requester_cannot_approve"
+        return None if is_tenant_approver else "not_an_approver"
+    return "no_decision_needed"
 
 
 def args_hash(name: str, args: dict[str, Any]) -> str:
@@ -146,6 +170,7 @@ def demo_tools(*, tickets_api_url: str, payments_api_url: str) -> ToolRegistry:
                 scopes=("tickets:write",),
                 sensitivity="write",
                 approval=ApprovalPolicy.USER_CONSENT,
+                approval_ttl=24 * 3600,
             ),
             ToolSpec(
                 name="send_payment",
@@ -157,6 +182,7 @@ def demo_tools(*, tickets_api_url: str, payments_api_url: str) -> ToolRegistry:
                 sensitivity="financial",
                 step_up=MFA_WITHIN_5_MINUTES,
                 approval=ApprovalPolicy.APPROVER,
+                approval_ttl=3600,
             ),
         ]
     )

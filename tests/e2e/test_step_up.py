@@ -36,8 +36,8 @@ def test_payment_after_mfa_moves_on_to_approval_which_requester_cannot_give(
     alice_mfa = token("alice", otp="000000")
     values = resume(client, alice_mfa, thread, {"done": True}).json()
     approval = values["__interrupt__"][0]["value"]
-    assert approval["kind"] == "consent"
-    assert approval["policies"] == ["approver"]
+    assert approval["kind"] == "approval"
+    assert approval["policy"] == "approver"
     values = resume(client, alice_mfa, thread, {"decisions": [{"type": "approve"}]}).json()
     assert values["__interrupt__"][0]["value"]["error"] == "requester_cannot_approve"
     assert "outcomes" not in values or values["outcomes"] == []

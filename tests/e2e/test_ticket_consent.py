@@ -29,10 +29,11 @@ def test_ticket_request_pauses_at_consent_in_hitl_shape(client: httpx.Client, to
     assert request["kind"] == "consent"
     assert request["action_requests"][0]["name"] == "create_ticket"
     assert request["action_requests"][0]["args"]["title"] == "printer on floor 3 is jammed"
-    assert request["review_configs"][0]["allowed_decisions"] == ["approve", "reject"]
+    assert request["review_configs"][0]["allowed_decisions"] == ["approve", "edit", "reject"]
     state = client.get(f"/threads/{thread}/state", headers={"Authorization": f"Bearer {alice}"}).json()
     assert state["next"] == ["consent"]
-    assert state["interrupts"][0]["value"]["tool_call_ids"] == request["tool_call_ids"]
+    assert state["interrupts"][0]["value"]["tool_call_id"] == request["tool_call_id"]
+    assert request["args_hash"] == state["interrupts"][0]["value"]["args_hash"]
 
 
 def test_ticket_approved_creates_exactly_one_ticket_with_delegated_token(

@@ -19,12 +19,12 @@ def test_settings_derive_urls_from_host_and_port() -> None:
 
 def test_settings_prod_refuses_dev_issuer() -> None:
     with pytest.raises(ValidationError, match="MANDATE_DEV_ISSUER"):
-        Settings(env="prod", agent_client_secret="s3cret", pseudonym_key="k3y")
+        Settings(env="prod", agent_client_secret="s3cret", pseudonym_key="k3y", vault_key="v4ult")
 
 
-@pytest.mark.parametrize("secret", ["agent_client_secret", "pseudonym_key"])
+@pytest.mark.parametrize("secret", ["agent_client_secret", "pseudonym_key", "vault_key"])
 def test_settings_prod_refuses_placeholder_secrets(secret: str) -> None:
-    values = {"agent_client_secret": "s3cret", "pseudonym_key": "k3y", secret: "dev-only-change-me"}
+    values = {"agent_client_secret": "s3cret", "pseudonym_key": "k3y", "vault_key": "v4ult", secret: "dev-only-change-me"}
     with pytest.raises(ValidationError, match=secret.upper()):
         Settings(env="prod", dev_issuer=False, **values)
 
