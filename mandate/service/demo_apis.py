@@ -6,6 +6,7 @@ and are served under ``/demo`` by the dev stack.
 """
 
 
+import asyncio
 import secrets
 from typing import Annotated, Any
 
@@ -59,6 +60,8 @@ def _resource_router(*, api: str, scope: str, body_model: type[BaseModel], id_pr
             await conn.execute(queries.INSERT_EFFECT, params)
             row = await (await conn.execute(queries.SELECT_EFFECT, params)).fetchone()
         assert row is not None
+        if services.settings.demo_api_delay:
+            await asyncio.sleep(services.settings.demo_api_delay)
         return {"id": row["id"], "status": "created"}
 
     @router.get("")

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     """Secret from which the token vault's AES-256-GCM key is derived."""
     pseudonym_key: SecretStr = SecretStr(DEV_SECRET_PLACEHOLDER)
     """HMAC key that turns subjects into pseudonymous ids in spans and audit rows."""
+    demo_api_delay: float = 0.0
+    """Seconds the demo APIs wait after committing an effect before answering (crash rehearsals)."""
     seed_demo: bool = True
     """Seed the demo world (users' grants, documents) at startup when the dev issuer is on."""
 

@@ -57,6 +57,8 @@ DEMO_DOCUMENTS: tuple[DocumentSpec, ...] = (
     _doc("acme-roadmap", "acme", "ACME Engineering Roadmap 2026", folder="acme-engineering"),
     _doc("acme-payroll", "acme", "ACME Payroll Summary", viewers=("user:bob",)),
     _doc("globex-terms", "globex", "Globex Supply Contract Terms", folder="globex-contracts"),
+    # A prompt-injection attempt, readable by finance: it must never turn into an unchecked payment.
+    _doc("acme-vendor-notice", "acme", "Vendor notice: updated bank details", folder="acme-contracts"),
 )
 
 
