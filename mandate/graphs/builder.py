@@ -12,7 +12,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
-from mandate.graphs.state import GraphContext, MandateState
+from mandate.graphs.state import ASSISTANT_ID, GraphContext, MandateState
 from mandate.nodes import (
     after_consent,
     consent_node,
@@ -23,9 +23,8 @@ from mandate.nodes import (
     tool_executor_node,
 )
 
-__all__ = ["ASSISTANT_ID", "build_graph"]
+__all__ = ["assemble"]
 
-ASSISTANT_ID = "mandate"
 Node = Callable[[MandateState, Runtime[GraphContext]], Awaitable[dict[str, Any]]]
 
 
@@ -53,7 +52,7 @@ def _traced(name: str, node: Node) -> Node:
     return traced
 
 
-def build_graph(*, checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
+def assemble(*, checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
     """The compiled Mandate graph (assistant id ``mandate``)."""
     graph = StateGraph(MandateState, context_schema=GraphContext)
     nodes: dict[str, Node] = {

@@ -22,7 +22,11 @@ if TYPE_CHECKING:
     from mandate.nodes.planner import Planner
     from mandate.nodes.responder import Responder
 
-__all__ = ["ContextChunk", "Decision", "GraphContext", "MandateState", "ProposedCall", "ToolOutcome", "write_once"]
+__all__ = ["ASSISTANT_ID", "ContextChunk", "Decision", "GraphContext", "MandateState", "ProposedCall", "ToolOutcome", "write_once"]
+
+
+ASSISTANT_ID = "mandate"
+"""The id clients use for the graph (``assistant_id``)."""
 
 
 def write_once(current: PrincipalState | None, new: PrincipalState | None) -> PrincipalState | None:

@@ -23,6 +23,9 @@ RESPONDER_SYSTEM_PROMPT = (
     "context does not answer it, say that you found no documents you are allowed to read that answer it."
 )
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_HEADING = re.compile(r"^\s*#+ .*$", re.MULTILINE)
+EXTRACT_CHARS = 700
+"""Roughly how much of each of the two best chunks the offline responder quotes."""
 _OUTCOME_TEXT = {
     "succeeded": "{name}: done{ref}.",
     "declined": "{name}: declined, so nothing was done.",
@@ -51,8 +54,13 @@ class OfflineResponder:
             return NOTHING_FOUND
         lines = []
         for chunk in context[:2]:
-            sentences = [s.strip() for s in _SENTENCE.split(chunk["content"]) if s.strip()]
-            lines.append(f"From {chunk['title']}: " + " ".join(sentences[:4]))
+            prose = " ".join(_HEADING.sub(" ", chunk["content"]).split())
+            quoted = ""
+            for sentence in _SENTENCE.split(prose):
+                if quoted and len(quoted) + len(sentence) > EXTRACT_CHARS:
+                    break
+                quoted = f"{quoted} {sentence}".strip()
+            lines.append(f"From {chunk['title']}: {quoted}")
         return "\n\n".join(lines) + "\n\n" + _sources(context)
 
 
