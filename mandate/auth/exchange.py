@@ -51,14 +51,12 @@ class TokenBroker:
         client_id: str,
         client_secret: str,
         tracer: trace.Tracer,
-        transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._token_endpoint = token_endpoint
         self._client_id = client_id
         self._client_secret = client_secret
         self._tracer = tracer
-        self._transport = transport
         self._clock = clock
         self._cache: dict[tuple[str, str, str, str, str], DelegatedToken] = {}
         self._lock = asyncio.Lock()
@@ -110,7 +108,6 @@ class TokenBroker:
             client_id=self._client_id,
             client_secret=self._client_secret,
             token_endpoint_auth_method="client_secret_basic",
-            transport=self._transport,
             timeout=10.0,
         ) as client:
             try:

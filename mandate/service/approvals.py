@@ -113,9 +113,15 @@ class ApprovalQueue:
         if refusal is not None:
             raise NotAllowedToDecideError(f"You may not decide on this action ({refusal}).")
 
-    async def claim(self, row: dict[str, Any], principal: Principal, decision: str) -> None:
+    async def claim(self, row: dict[str, Any], principal: Principal, decision: str, comment: str) -> None:
         """Take the row for this decision; the loser of a race gets :class:`ApprovalNotPendingError`."""
-        params = {"id": row["id"], "issuer": principal.issuer, "subject": principal.subject, "decision": decision}
+        params = {
+            "id": row["id"],
+            "issuer": principal.issuer,
+            "subject": principal.subject,
+            "decision": decision,
+            "comment": comment or None,
+        }
         async with self._pool.connection() as conn:
             claimed = await (await conn.execute(queries.CLAIM_APPROVAL, params)).fetchone()
         if claimed is None:

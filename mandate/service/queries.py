@@ -55,6 +55,8 @@ MIGRATIONS = [
     );
     CREATE INDEX approvals_pending ON mandate.approvals (tenant, status, expires_at);
     """,
+    # 4: the decider's comment travels with the decision.
+    "ALTER TABLE mandate.approvals ADD COLUMN comment text",
 ]
 
 _THREAD_COLUMNS = "thread_id, tenant, status, metadata, created_at, updated_at"
@@ -111,7 +113,7 @@ WHERE api = %(api)s AND subject = %(subject)s ORDER BY created_at
 RESET_BUSY_THREADS = "UPDATE mandate.threads SET status = 'error', updated_at = now() WHERE status = 'busy'"
 
 _APPROVAL_COLUMNS = """id, thread_id, tenant, tool_call_id, tool, args, args_hash, policy, agent,
-    requester_issuer, requester_subject, status, created_at, expires_at, decision, decided_at"""
+    requester_issuer, requester_subject, status, created_at, expires_at, decision, decided_at, comment"""
 
 INSERT_APPROVAL = """
 INSERT INTO mandate.approvals (id, thread_id, tenant, tool_call_id, tool, args, args_hash, policy, agent,
@@ -138,7 +140,8 @@ SELECT_APPROVAL_IN_TENANT = f"SELECT {_APPROVAL_COLUMNS} FROM mandate.approvals 
 
 CLAIM_APPROVAL = """
 UPDATE mandate.approvals
-SET status = 'deciding', decided_by_issuer = %(issuer)s, decided_by_subject = %(subject)s, decision = %(decision)s
+SET status = 'deciding', decided_by_issuer = %(issuer)s, decided_by_subject = %(subject)s, decision = %(decision)s,
+    comment = %(comment)s
 WHERE id = %(id)s AND status = 'pending' AND expires_at > now()
 RETURNING id
 """

@@ -59,6 +59,8 @@ def test_payment_demo_alice_asks_steps_up_bob_approves_one_payment(
     response = _decide(client, bob, item["id"], comment="invoice 2026-118 checked")
     assert response.status_code == 200, response.text
     assert response.json()["approval"]["status"] == "approved"
+    stored = db.execute("SELECT decided_by_subject, comment FROM mandate.approvals WHERE id = %s", (item["id"],)).fetchone()
+    assert stored == ("bob", "invoice 2026-118 checked")
     assert "send_payment: done" in last_answer(response.json()["thread"])
     [(subject, actor, audience, body)] = _payments(db, thread)
     assert (subject, actor, audience) == ("alice", stack_settings.agent_client_id, stack_settings.payments_api_url)

@@ -86,7 +86,7 @@ async def decide(
             acr_values=spec.step_up.acr,
             max_age=spec.step_up.max_age,
         )
-    await queue.claim(row, principal, body.type)
+    await queue.claim(row, principal, body.type, body.comment)
     decision: dict[str, Any] = {"type": body.type, "message": body.comment}
     if body.type == "edit":
         decision["args"] = body.args or {}
@@ -109,4 +109,5 @@ async def decide(
         await queue.finish(row, "pending")
         raise DecisionRefusedError(f"The run refused the decision ({still_pending[0].get('error', 'refused')}).")
     await queue.finish(row, FINAL_STATUS[body.type])
-    return {"approval": {**_public(row), "status": FINAL_STATUS[body.type]}, "thread": values}
+    decided = {**_public(row), "status": FINAL_STATUS[body.type], "decided_by": principal.subject, "comment": body.comment}
+    return {"approval": decided, "thread": values}
