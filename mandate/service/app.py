@@ -11,7 +11,8 @@ from opentelemetry.trace import TracerProvider
 from mandate.auth.dev_issuer import DEMO_USERS, TOKEN_EXCHANGE_GRANT, DevClient, create_dev_issuer_app
 from mandate.service.demo_apis import demo_apis_router
 from mandate.service.errors import install_error_handlers
-from mandate.service.routes import approvals, meta, threads
+from mandate.service.routes import approvals, assistants, meta, runs, threads
+from mandate.service.runs import RunManager
 from mandate.service.runtime import open_services
 from mandate.service.settings import Settings
 
@@ -41,12 +42,15 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider) -> FastAP
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(settings, tracer_provider=tracer_provider) as services:
             app.state.services = services
+            app.state.runs = RunManager(services)
             yield
 
     app = FastAPI(title="Mandate", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(meta.router)
     app.include_router(threads.router)
+    app.include_router(runs.router)
+    app.include_router(assistants.router)
     app.include_router(approvals.router)
     if settings.dev_issuer:
         app.mount(

@@ -8,9 +8,10 @@ from fastapi import Depends, Request
 
 from mandate.auth import Principal
 from mandate.auth.errors import MissingTokenError
+from mandate.service.runs import RunManager
 from mandate.service.runtime import Services
 
-__all__ = ["BearerToken", "CurrentPrincipal", "ServicesDep"]
+__all__ = ["BearerToken", "CurrentPrincipal", "Runs", "ServicesDep"]
 
 
 def get_services(request: Request) -> Services:
@@ -19,6 +20,14 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_runs(request: Request) -> RunManager:
+    """The run manager of this process."""
+    return request.app.state.runs  # type: ignore[no-any-return]
+
+
+Runs = Annotated[RunManager, Depends(get_runs)]
 
 
 def bearer_token(request: Request) -> str:

@@ -7,6 +7,7 @@
     ├── NotInterruptedError      code=thread_not_interrupted (409: nothing to resume)
     ├── ThreadInterruptedError   code=thread_interrupted   (409: answer the pending interrupt first)
     ├── AssistantNotFoundError   code=assistant_not_found  (404)
+    ├── RunNotFoundError         code=run_not_found        (404)
     ├── InvalidRunError          code=invalid_run          (422)
     ├── ApprovalError
     │   ├── ApprovalNotFoundError    code=approval_not_found   (404; also for other tenants)
@@ -46,6 +47,7 @@ __all__ = [
     "MissingIdempotencyKeyError",
     "NotAllowedToDecideError",
     "ResourceServerError",
+    "RunNotFoundError",
     "NotInterruptedError",
     "ServiceError",
     "ThreadBusyError",
@@ -98,6 +100,12 @@ class AssistantNotFoundError(ServiceError):
     """Raised when a run names an assistant that does not exist."""
 
     code = "assistant_not_found"
+
+
+class RunNotFoundError(ServiceError):
+    """Raised when a run does not exist on the (caller's) thread."""
+
+    code = "run_not_found"
 
 
 class InvalidRunError(ServiceError):
@@ -182,6 +190,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "thread_not_interrupted": 409,
     "thread_interrupted": 409,
     "assistant_not_found": 404,
+    "run_not_found": 404,
     "invalid_run": 422,
     "invalid_request": 422,
     "principal_immutable": 409,

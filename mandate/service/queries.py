@@ -57,6 +57,19 @@ MIGRATIONS = [
     """,
     # 4: the decider's comment travels with the decision.
     "ALTER TABLE mandate.approvals ADD COLUMN comment text",
+    # 5: runs, as the LangGraph server API lists them.
+    """
+    CREATE TABLE mandate.runs (
+        run_id uuid PRIMARY KEY,
+        thread_id uuid NOT NULL REFERENCES mandate.threads (thread_id) ON DELETE CASCADE,
+        assistant_id text NOT NULL,
+        status text NOT NULL DEFAULT 'pending',
+        metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX runs_thread ON mandate.runs (thread_id, created_at DESC);
+    """,
 ]
 
 _THREAD_COLUMNS = "thread_id, tenant, status, metadata, created_at, updated_at"
@@ -149,4 +162,27 @@ RETURNING id
 FINISH_APPROVAL = """
 UPDATE mandate.approvals SET status = %(status)s, decided_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE now() END
 WHERE id = %(id)s
+"""
+
+_RUN_COLUMNS = "run_id, thread_id, assistant_id, status, metadata, created_at, updated_at"
+
+INSERT_RUN = f"""
+INSERT INTO mandate.runs (run_id, thread_id, assistant_id, metadata)
+VALUES (%(run_id)s, %(thread_id)s, %(assistant_id)s, %(metadata)s)
+RETURNING {_RUN_COLUMNS}
+"""
+
+SET_RUN_STATUS = "UPDATE mandate.runs SET status = %(status)s, updated_at = now() WHERE run_id = %(run_id)s"
+
+SELECT_RUN = f"SELECT {_RUN_COLUMNS} FROM mandate.runs WHERE run_id = %(run_id)s AND thread_id = %(thread_id)s"
+
+LIST_RUNS = f"""
+SELECT {_RUN_COLUMNS} FROM mandate.runs WHERE thread_id = %(thread_id)s
+ORDER BY created_at DESC LIMIT %(limit)s OFFSET %(offset)s
+"""
+
+RESET_RUNNING_RUNS = "UPDATE mandate.runs SET status = 'error', updated_at = now() WHERE status IN ('pending', 'running')"
+
+UPDATE_THREAD_METADATA = """
+UPDATE mandate.threads SET metadata = metadata || %(metadata)s, updated_at = now() WHERE thread_id = %(thread_id)s
 """

@@ -1,49 +1,58 @@
-"""Running the graph for one HTTP call: the thread is claimed, the caller's context built, the
-root span opened, and the thread's status recorded however the run ends."""
+"""Runs: the graph executed for one caller on one thread, waited for, streamed, or in the background.
+
+Every run claims its thread (one run at a time), carries the caller's verified principal and token
+in the runtime context (never in state), opens the root span, mirrors a pending decision into the
+approval queue, and records how it ended on the run and the thread, however it ends.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
 from langchain_core.messages import HumanMessage
 from langgraph.types import Command, StateSnapshot
+from psycopg.types.json import Jsonb
 
 from mandate.auth import Principal
 from mandate.graphs import ASSISTANT_ID, GraphContext
+from mandate.service import queries
 from mandate.service.errors import (
     AssistantNotFoundError,
     InvalidRunError,
     NotInterruptedError,
+    RunNotFoundError,
     ThreadInterruptedError,
 )
 from mandate.service.runtime import Services
 from mandate.service.schemas import RunCreate
 
-__all__ = ["run_and_wait", "snapshot_body"]
+__all__ = ["RunEvent", "RunManager", "assistant_uuid", "snapshot_body", "thread_config"]
 
 WAITS_FOR_OTHERS = ("approval",)
 """Interrupt kinds someone other than the requester answers: the requester's token goes to the vault."""
+_PREGEL_MODE = {"messages-tuple": "messages"}
 
 
-async def _after_run(
-    services: Services, *, thread_id: str, snapshot: StateSnapshot, caller: Principal, token: str
-) -> None:
-    """Mirror the pending interrupt into the approval queue; vault the requester's token if others decide."""
-    requester = snapshot.values.get("principal")
-    if not requester:
-        return
-    await services.approvals.sync(thread_id=thread_id, requester=requester, snapshot=snapshot)
-    kinds = {i.value.get("kind") for i in snapshot.interrupts if isinstance(i.value, dict)}
-    if kinds & set(WAITS_FOR_OTHERS) and caller.same_subject(requester):
-        await services.vault.put(
-            issuer=caller.issuer, subject=caller.subject, thread_id=thread_id, token=token, expires_at=caller.expires_at
-        )
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunEvent:
+    """One server-sent event of a run (``metadata``, a stream mode, ``end`` or ``error``)."""
+
+    event: str
+    data: Any
 
 
-def _config(thread_id: str) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread_id}}
+def thread_config(thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
+    """The LangGraph config that addresses a thread (and optionally one checkpoint of it)."""
+    configurable: dict[str, Any] = {"thread_id": thread_id}
+    if checkpoint_id:
+        configurable["checkpoint_id"] = checkpoint_id
+    return {"configurable": configurable}
 
 
 def _interrupts(snapshot: StateSnapshot) -> list[dict[str, Any]]:
@@ -57,7 +66,15 @@ def snapshot_body(snapshot: StateSnapshot) -> dict[str, Any]:
             "values": snapshot.values,
             "next": list(snapshot.next),
             "tasks": [
-                {"id": t.id, "name": t.name, "interrupts": [{"value": i.value, "id": i.id} for i in t.interrupts]}
+                {
+                    "id": t.id,
+                    "name": t.name,
+                    "error": repr(t.error) if t.error else None,
+                    "interrupts": [{"value": i.value, "id": i.id} for i in t.interrupts],
+                    "checkpoint": None,
+                    "state": None,
+                    "result": None,
+                }
                 for t in snapshot.tasks
             ],
             "interrupts": _interrupts(snapshot),
@@ -73,7 +90,7 @@ def _graph_input(snapshot: StateSnapshot, body: RunCreate, caller: Principal) ->
     if body.input is not None and body.command is not None:
         raise InvalidRunError("Send either input or command, not both.")
     if body.input is None and body.command is None:
-        # Neither: continue a run that stopped between nodes (a crash); None resumes the checkpoint.
+        # Neither: continue a run that stopped between nodes (a crash, a breakpoint, a cancel).
         if snapshot.interrupts or not snapshot.next:
             raise InvalidRunError("Send input, or a command to resume; there is no unfinished run to continue.")
         return None
@@ -90,20 +107,8 @@ def _graph_input(snapshot: StateSnapshot, body: RunCreate, caller: Principal) ->
     return update
 
 
-async def run_and_wait(
-    services: Services, *, thread_id: str, body: RunCreate, caller: Principal, token: str
-) -> dict[str, Any]:
-    """Run (or resume) the graph on an owned thread until it ends or pauses; returns its values.
-
-    Raises:
-        AppError: A subclass, mapped to HTTP by ``service.errors``.
-    """
-    if body.assistant_id != ASSISTANT_ID:
-        raise AssistantNotFoundError(f"Assistant {body.assistant_id!r} not found.")
-    graph = services.graph
-    config = _config(thread_id)
-    graph_input = _graph_input(await graph.aget_state(config), body, caller)
-    context = GraphContext(
+def _context(services: Services, *, thread_id: str, caller: Principal, token: str) -> GraphContext:
+    return GraphContext(
         caller=caller,
         subject_token=token,
         thread_id=thread_id,
@@ -121,22 +126,183 @@ async def run_and_wait(
         tracer=services.tracer,
         clock=time.time,
     )
-    await services.threads.claim(thread_id)
-    status = "error"
-    try:
-        with services.tracer.start_as_current_span(f"invoke_agent {ASSISTANT_ID}") as span:
-            span.set_attribute("gen_ai.operation.name", "invoke_agent")
-            span.set_attribute("gen_ai.agent.id", ASSISTANT_ID)
-            span.set_attribute("gen_ai.conversation.id", thread_id)
-            span.set_attribute("mandate.caller", context.pseudonym(caller))
-            span.set_attribute("mandate.resume", body.command is not None)
-            await graph.ainvoke(graph_input, config, context=context)
-        snapshot = await graph.aget_state(config)
-        status = "interrupted" if snapshot.interrupts else "idle"
-        await _after_run(services, thread_id=thread_id, snapshot=snapshot, caller=caller, token=token)
-    finally:
-        await services.threads.release(thread_id, status)
-    result = jsonable_encoder(snapshot.values)
-    if snapshot.interrupts:
-        result["__interrupt__"] = _interrupts(snapshot)
-    return result
+
+
+def _event_name(mode: str, namespace: tuple[str, ...]) -> str:
+    return "|".join([mode, *namespace]) if namespace else mode
+
+
+async def _after_run(
+    services: Services, *, thread_id: str, snapshot: StateSnapshot, caller: Principal, token: str
+) -> None:
+    """Mirror the pending interrupt into the approval queue; vault the requester's token if others decide."""
+    requester = snapshot.values.get("principal")
+    if not requester:
+        return
+    await services.approvals.sync(thread_id=thread_id, requester=requester, snapshot=snapshot)
+    kinds = {i.value.get("kind") for i in snapshot.interrupts if isinstance(i.value, dict)}
+    if kinds & set(WAITS_FOR_OTHERS) and caller.same_subject(requester):
+        await services.vault.put(
+            issuer=caller.issuer, subject=caller.subject, thread_id=thread_id, token=token, expires_at=caller.expires_at
+        )
+
+
+class RunManager:
+    """Creates, executes, streams, joins and cancels runs; background runs are tasks of this process."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._tasks: dict[str, asyncio.Task[dict[str, Any]]] = {}
+
+    async def create(self, *, thread_id: str, body: RunCreate, caller: Principal) -> dict[str, Any]:
+        """Validate the request against the thread's state and record a pending run."""
+        if body.assistant_id not in (ASSISTANT_ID, assistant_uuid()):
+            raise AssistantNotFoundError(f"Assistant {body.assistant_id!r} not found.")
+        snapshot = await self._services.graph.aget_state(thread_config(thread_id))
+        _graph_input(snapshot, body, caller)  # reject a malformed request before anything is recorded
+        async with self._services.pool.connection() as conn:
+            cur = await conn.execute(
+                queries.INSERT_RUN,
+                {"run_id": uuid.uuid4(), "thread_id": uuid.UUID(thread_id), "assistant_id": ASSISTANT_ID, "metadata": Jsonb(body.metadata)},
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        return _run_body(row)
+
+    async def events(
+        self, run: dict[str, Any], *, body: RunCreate, caller: Principal, token: str
+    ) -> AsyncIterator[RunEvent]:
+        """Execute ``run`` and yield its events; the thread and run records are settled however it ends."""
+        services, thread_id, run_id = self._services, run["thread_id"], run["run_id"]
+        config = thread_config(thread_id)
+        graph_input = _graph_input(await services.graph.aget_state(config), body, caller)
+        context = _context(services, thread_id=thread_id, caller=caller, token=token)
+        await services.threads.claim(thread_id)
+        thread_status, run_status = "error", "error"
+        await self._set_run(run_id, "running")
+        try:
+            yield RunEvent(event="metadata", data={"run_id": run_id, "attempt": 1})
+            with services.tracer.start_as_current_span(f"invoke_agent {ASSISTANT_ID}") as span:
+                span.set_attribute("gen_ai.operation.name", "invoke_agent")
+                span.set_attribute("gen_ai.agent.id", ASSISTANT_ID)
+                span.set_attribute("gen_ai.conversation.id", thread_id)
+                span.set_attribute("mandate.run.id", run_id)
+                span.set_attribute("mandate.caller", context.pseudonym(caller))
+                span.set_attribute("mandate.resume", body.command is not None)
+                modes = [_PREGEL_MODE.get(m, m) for m in body.stream_modes]
+                async for namespace, mode, chunk in services.graph.astream(
+                    graph_input,
+                    config,
+                    context=context,
+                    stream_mode=list(dict.fromkeys(modes)),
+                    subgraphs=True,
+                    interrupt_before=body.interrupt_before,
+                    interrupt_after=body.interrupt_after,
+                ):
+                    if namespace and not body.stream_subgraphs:
+                        continue
+                    yield RunEvent(event=_event_name(mode, namespace), data=jsonable_encoder(chunk))
+            snapshot = await services.graph.aget_state(config)
+            thread_status = "interrupted" if snapshot.interrupts or snapshot.next else "idle"
+            run_status = "interrupted" if snapshot.interrupts or snapshot.next else "success"
+            await _after_run(services, thread_id=thread_id, snapshot=snapshot, caller=caller, token=token)
+            yield RunEvent(event="end", data={"run_id": run_id, "status": run_status})
+        except asyncio.CancelledError:
+            thread_status, run_status = "interrupted", "interrupted"
+            raise
+        finally:
+            await services.threads.release(thread_id, thread_status)
+            await self._set_run(run_id, run_status)
+
+    async def wait(self, run: dict[str, Any], *, body: RunCreate, caller: Principal, token: str) -> dict[str, Any]:
+        """Execute ``run`` to its end or pause; returns the thread's values (with ``__interrupt__``)."""
+        async for _ in self.events(run, body=body, caller=caller, token=token):
+            pass
+        snapshot = await self._services.graph.aget_state(thread_config(run["thread_id"]))
+        result = jsonable_encoder(snapshot.values)
+        if snapshot.interrupts:
+            result["__interrupt__"] = _interrupts(snapshot)
+        return result
+
+    async def run_and_wait(self, *, thread_id: str, body: RunCreate, caller: Principal, token: str) -> dict[str, Any]:
+        """Create a run and execute it to its end or pause (the ``/runs/wait`` shape).
+
+        Raises:
+            AppError: A subclass, mapped to HTTP by ``service.errors``.
+        """
+        run = await self.create(thread_id=thread_id, body=body, caller=caller)
+        return await self.wait(run, body=body, caller=caller, token=token)
+
+    def start(self, run: dict[str, Any], *, body: RunCreate, caller: Principal, token: str) -> None:
+        """Execute ``run`` in the background of this process."""
+        task = asyncio.create_task(self.wait(run, body=body, caller=caller, token=token))
+        self._tasks[run["run_id"]] = task
+        task.add_done_callback(lambda _: self._tasks.pop(run["run_id"], None))
+
+    async def join(self, thread_id: str, run_id: str) -> dict[str, Any]:
+        """Wait for a background run and return the thread's values."""
+        await self.get(thread_id, run_id)
+        task = self._tasks.get(run_id)
+        if task is not None:
+            await asyncio.wait({task})
+        snapshot = await self._services.graph.aget_state(thread_config(thread_id))
+        result = jsonable_encoder(snapshot.values)
+        if snapshot.interrupts:
+            result["__interrupt__"] = _interrupts(snapshot)
+        return result
+
+    async def cancel(self, thread_id: str, run_id: str) -> dict[str, Any]:
+        """Cancel a background run; the thread keeps its last checkpoint and can be continued."""
+        await self.get(thread_id, run_id)
+        task = self._tasks.get(run_id)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
+        return await self.get(thread_id, run_id)
+
+    async def get(self, thread_id: str, run_id: str) -> dict[str, Any]:
+        """One run of the thread.
+
+        Raises:
+            RunNotFoundError: No such run on this thread.
+        """
+        try:
+            key = uuid.UUID(run_id)
+        except ValueError:
+            raise RunNotFoundError("Run not found.") from None
+        async with self._services.pool.connection() as conn:
+            row = await (await conn.execute(queries.SELECT_RUN, {"run_id": key, "thread_id": uuid.UUID(thread_id)})).fetchone()
+        if row is None:
+            raise RunNotFoundError("Run not found.")
+        return _run_body(row)
+
+    async def list(self, thread_id: str, *, limit: int, offset: int) -> list[dict[str, Any]]:
+        """Runs of the thread, newest first."""
+        async with self._services.pool.connection() as conn:
+            cur = await conn.execute(queries.LIST_RUNS, {"thread_id": uuid.UUID(thread_id), "limit": limit, "offset": offset})
+            return [_run_body(row) for row in await cur.fetchall()]
+
+    async def _set_run(self, run_id: str, status: str) -> None:
+        async with self._services.pool.connection() as conn:
+            await conn.execute(queries.SET_RUN_STATUS, {"run_id": uuid.UUID(run_id), "status": status})
+
+
+def assistant_uuid() -> str:
+    """The stable UUID form of the assistant id (LangGraph clients sometimes send UUIDs)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"mandate:assistant:{ASSISTANT_ID}"))
+
+
+def _run_body(row: dict[str, Any]) -> dict[str, Any]:
+    return jsonable_encoder(
+        {
+            "run_id": str(row["run_id"]),
+            "thread_id": str(row["thread_id"]),
+            "assistant_id": assistant_uuid(),
+            "status": row["status"],
+            "metadata": row["metadata"],
+            "created_at": row["created_at"],
+            "updated_at": row["updated_at"],
+            "multitask_strategy": "reject",
+        }
+    )
+

@@ -114,6 +114,7 @@ async def open_services(settings: Settings, *, tracer_provider: TracerProvider) 
             # No run survives a restart of this single-instance service; a thread left busy by a
             # crash is marked error so that it can be continued (an empty run) or resumed.
             await conn.execute(queries.RESET_BUSY_THREADS)
+            await conn.execute(queries.RESET_RUNNING_RUNS)
         checkpointer = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
         await checkpointer.setup()
         api_token = settings.fga_api_token.get_secret_value() if settings.fga_api_token else None

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mandate.graphs import ASSISTANT_ID
 
-__all__ = ["MessageIn", "RunCommand", "RunCreate", "RunInput", "ThreadCreate", "ThreadSearch"]
+__all__ = ["MessageIn", "RunCommand", "RunCreate", "RunInput", "StateUpdate", "ThreadCreate", "ThreadPatch", "ThreadSearch"]
 
 MAX_MESSAGE_CHARS = 20_000
 
@@ -19,6 +19,20 @@ class ThreadCreate(BaseModel):
     thread_id: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     if_exists: Literal["raise", "do_nothing"] = "raise"
+
+
+class ThreadPatch(BaseModel):
+    """``PATCH /threads/{id}``: merge metadata."""
+
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class StateUpdate(BaseModel):
+    """``POST /threads/{id}/state``: add messages as a node would; nothing else is writable."""
+
+    model_config = ConfigDict(extra="forbid")
+    values: RunInput
+    as_node: str | None = None
 
 
 class ThreadSearch(BaseModel):
@@ -59,11 +73,40 @@ class RunCommand(BaseModel):
     resume: Any
 
 
+StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints"]
+
+
 class RunCreate(BaseModel):
-    """``POST /threads/{id}/runs/wait``: either ``input`` or ``command``."""
+    """A run: ``input`` starts one, ``command.resume`` answers an interrupt, neither continues one.
+
+    Fields of the LangGraph server API that would let a client steer around Mandate's controls
+    (``config``, ``context``, ``checkpoint``) are accepted only empty.
+    """
 
     model_config = ConfigDict(extra="ignore")
     assistant_id: str = ASSISTANT_ID
     input: RunInput | None = None
     command: RunCommand | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    stream_mode: StreamMode | list[StreamMode] = "values"
+    stream_subgraphs: bool = False
+    interrupt_before: Literal["*"] | list[str] | None = None
+    interrupt_after: Literal["*"] | list[str] | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    checkpoint_id: str | None = None
+    checkpoint: dict[str, Any] | None = None
+    if_not_exists: Literal["create", "reject"] = "reject"
+
+    @model_validator(mode="after")
+    def _no_steering(self) -> RunCreate:
+        configurable = (self.config or {}).get("configurable") or {}
+        if configurable or self.context or self.checkpoint or self.checkpoint_id:
+            raise ValueError("config.configurable, context and checkpoint cannot be set by clients")
+        return self
+
+    @property
+    def stream_modes(self) -> list[str]:
+        """Requested stream modes, as a list without duplicates."""
+        modes = [self.stream_mode] if isinstance(self.stream_mode, str) else list(self.stream_mode)
+        return list(dict.fromkeys(modes)) or ["values"]

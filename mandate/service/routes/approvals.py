@@ -12,9 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mandate.auth import StepUpRequiredError, step_up_satisfied
 from mandate.service.approvals import is_tenant_approver
-from mandate.service.deps import BearerToken, CurrentPrincipal, ServicesDep
+from mandate.service.deps import BearerToken, CurrentPrincipal, Runs, ServicesDep
 from mandate.service.errors import DecisionRefusedError
-from mandate.service.runs import run_and_wait
 from mandate.service.schemas import RunCommand, RunCreate
 from mandate.tools import ApprovalPolicy
 
@@ -72,7 +71,12 @@ async def get_approval(approval_id: str, principal: CurrentPrincipal, services: 
 
 @router.post("/{approval_id}/decision")
 async def decide(
-    approval_id: str, body: DecisionCreate, principal: CurrentPrincipal, token: BearerToken, services: ServicesDep
+    approval_id: str,
+    body: DecisionCreate,
+    principal: CurrentPrincipal,
+    token: BearerToken,
+    services: ServicesDep,
+    runs: Runs,
 ) -> dict[str, Any]:
     """Decide once; the thread resumes with the decider as the run's caller."""
     queue = services.approvals
@@ -92,8 +96,7 @@ async def decide(
         decision["args"] = body.args or {}
     resume = {"decisions": [decision], "tool_call_id": row["tool_call_id"], "args_hash": row["args_hash"]}
     try:
-        values = await run_and_wait(
-            services,
+        values = await runs.run_and_wait(
             thread_id=str(row["thread_id"]),
             body=RunCreate(command=RunCommand(resume=resume)),
             caller=principal,

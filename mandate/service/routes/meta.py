@@ -19,6 +19,12 @@ async def ok() -> dict[str, bool]:
     return {"ok": True}
 
 
+@router.get("/info")
+async def info() -> dict[str, Any]:
+    """Server capabilities, as LangGraph clients expect them."""
+    return {"version": "0.1.0", "flags": {"assistants": True, "crons": False, "langsmith": False}}
+
+
 @router.get("/.well-known/oauth-protected-resource")
 async def protected_resource(services: ServicesDep) -> dict[str, Any]:
     """How to get a token for this service (RFC 9728)."""

@@ -1,23 +1,42 @@
-"""``/threads``: create, read, search, delete, state, and runs that wait for their result."""
+"""``/threads``: create, read, search, update, delete; state, checkpoints and history."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.encoders import jsonable_encoder
+from langchain_core.messages import HumanMessage
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, Field
 
-from mandate.service.deps import BearerToken, CurrentPrincipal, ServicesDep
-from mandate.service.errors import ThreadExistsError
-from mandate.service.runs import run_and_wait, snapshot_body
-from mandate.service.schemas import RunCreate, ThreadCreate, ThreadSearch
+from mandate.service import queries
+from mandate.service.deps import CurrentPrincipal, ServicesDep
+from mandate.service.errors import InvalidRunError, ThreadExistsError
+from mandate.service.runs import snapshot_body, thread_config
+from mandate.service.schemas import StateUpdate, ThreadCreate, ThreadPatch, ThreadSearch
 
-__all__ = ["router"]
+__all__ = ["router", "thread_body"]
 
 router = APIRouter(prefix="/threads", tags=["threads"])
 
 
-def _thread_body(row: dict[str, Any], values: dict[str, Any] | None = None) -> dict[str, Any]:
+class HistoryQuery(BaseModel):
+    """``POST /threads/{id}/history``."""
+
+    limit: int = Field(default=10, ge=1, le=1000)
+    before: dict[str, Any] | str | None = None
+
+
+class CheckpointQuery(BaseModel):
+    """``POST /threads/{id}/state/checkpoint``."""
+
+    checkpoint: dict[str, Any]
+
+
+def thread_body(row: dict[str, Any], values: dict[str, Any] | None = None, interrupts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A thread in the LangGraph server's shape."""
     return jsonable_encoder(
         {
             "thread_id": str(row["thread_id"]),
@@ -26,8 +45,15 @@ def _thread_body(row: dict[str, Any], values: dict[str, Any] | None = None) -> d
             "created_at": row["created_at"],
             "updated_at": row["updated_at"],
             "values": values or {},
+            "interrupts": interrupts or {},
         }
     )
+
+
+async def _thread_with_values(services: Any, row: dict[str, Any]) -> dict[str, Any]:
+    snapshot = await services.graph.aget_state(thread_config(str(row["thread_id"])))
+    interrupts = {t.id: [{"value": i.value, "id": i.id} for i in t.interrupts] for t in snapshot.tasks if t.interrupts}
+    return thread_body(row, jsonable_encoder(snapshot.values), interrupts)
 
 
 @router.post("")
@@ -40,7 +66,7 @@ async def create_thread(body: ThreadCreate, principal: CurrentPrincipal, service
             row = await services.threads.get(principal, body.thread_id)
         else:
             raise
-    return _thread_body(row)
+    return thread_body(row)
 
 
 @router.post("/search")
@@ -49,15 +75,22 @@ async def search_threads(body: ThreadSearch, principal: CurrentPrincipal, servic
     rows = await services.threads.search(
         principal, status=body.status, metadata=body.metadata, limit=body.limit, offset=body.offset
     )
-    return [_thread_body(row) for row in rows]
+    return [await _thread_with_values(services, row) for row in rows]
 
 
 @router.get("/{thread_id}")
 async def get_thread(thread_id: str, principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
-    """One of the caller's threads, with its current values."""
-    row = await services.threads.get(principal, thread_id)
-    snapshot = await services.graph.aget_state({"configurable": {"thread_id": thread_id}})
-    return _thread_body(row, jsonable_encoder(snapshot.values))
+    """One of the caller's threads, with its current values and pending interrupts."""
+    return await _thread_with_values(services, await services.threads.get(principal, thread_id))
+
+
+@router.patch("/{thread_id}")
+async def patch_thread(thread_id: str, body: ThreadPatch, principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
+    """Merge metadata into one of the caller's threads."""
+    await services.threads.get(principal, thread_id)
+    async with services.pool.connection() as conn:
+        await conn.execute(queries.UPDATE_THREAD_METADATA, {"thread_id": uuid.UUID(thread_id), "metadata": Jsonb(body.metadata)})
+    return await _thread_with_values(services, await services.threads.get(principal, thread_id))
 
 
 @router.delete("/{thread_id}", status_code=204)
@@ -72,13 +105,60 @@ async def delete_thread(thread_id: str, principal: CurrentPrincipal, services: S
 async def get_state(thread_id: str, principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
     """The thread's current state: values, next nodes, pending interrupts."""
     await services.threads.get(principal, thread_id)
-    return snapshot_body(await services.graph.aget_state({"configurable": {"thread_id": thread_id}}))
+    return snapshot_body(await services.graph.aget_state(thread_config(thread_id)))
 
 
-@router.post("/{thread_id}/runs/wait")
-async def run_wait(
-    thread_id: str, body: RunCreate, principal: CurrentPrincipal, token: BearerToken, services: ServicesDep
-) -> dict[str, Any]:
-    """Start a run (``input``) or resume one (``command.resume``) and wait for it to end or pause."""
+@router.post("/{thread_id}/state")
+async def update_state(thread_id: str, body: StateUpdate, principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
+    """Add user messages to the state as a node would (Studio's state editor); nothing else is writable."""
+    row = await services.threads.get(principal, thread_id)
+    if row["status"] == "busy":
+        raise InvalidRunError("A run is in progress on this thread.")
+    nodes = set(services.graph.nodes) - {"__start__"}
+    if body.as_node is not None and body.as_node not in nodes:
+        raise InvalidRunError(f"Unknown node {body.as_node!r}.")
+    config = await services.graph.aupdate_state(
+        thread_config(thread_id),
+        {"messages": [HumanMessage(m.content) for m in body.values.messages]},
+        as_node=body.as_node,
+    )
+    return {"checkpoint": config["configurable"]}
+
+
+@router.get("/{thread_id}/state/{checkpoint_id}")
+async def get_state_at(thread_id: str, checkpoint_id: str, principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
+    """The thread's state at one checkpoint."""
     await services.threads.get(principal, thread_id)
-    return await run_and_wait(services, thread_id=thread_id, body=body, caller=principal, token=token)
+    return snapshot_body(await services.graph.aget_state(thread_config(thread_id, checkpoint_id)))
+
+
+@router.post("/{thread_id}/state/checkpoint")
+async def post_state_at(thread_id: str, body: CheckpointQuery, principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
+    """The thread's state at the checkpoint named in the body."""
+    await services.threads.get(principal, thread_id)
+    checkpoint_id = body.checkpoint.get("checkpoint_id")
+    return snapshot_body(await services.graph.aget_state(thread_config(thread_id, checkpoint_id)))
+
+
+async def _history(services: Any, thread_id: str, query: HistoryQuery) -> list[dict[str, Any]]:
+    before = query.before.get("checkpoint_id") if isinstance(query.before, dict) else query.before
+    states = []
+    async for snapshot in services.graph.aget_state_history(
+        thread_config(thread_id), limit=query.limit, before=thread_config(thread_id, before) if before else None
+    ):
+        states.append(snapshot_body(snapshot))
+    return states
+
+
+@router.post("/{thread_id}/history")
+async def post_history(thread_id: str, body: HistoryQuery, principal: CurrentPrincipal, services: ServicesDep) -> list[dict[str, Any]]:
+    """Past states of the thread, newest first."""
+    await services.threads.get(principal, thread_id)
+    return await _history(services, thread_id, body)
+
+
+@router.get("/{thread_id}/history")
+async def get_history(thread_id: str, principal: CurrentPrincipal, services: ServicesDep, limit: int = 10) -> list[dict[str, Any]]:
+    """Past states of the thread, newest first."""
+    await services.threads.get(principal, thread_id)
+    return await _history(services, thread_id, HistoryQuery(limit=limit))

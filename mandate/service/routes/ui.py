@@ -1,0 +1,279 @@
+"""``/ui``: the approver page: sign in, see the approval queue, approve, edit or reject.
+
+Server-rendered (Jinja2, autoescaped), no JavaScript. The access token lives only in an
+HttpOnly, SameSite=Strict cookie scoped to ``/ui`` and is verified by ``services.verifier`` on
+every request, exactly like a bearer token. Every POST form carries a CSRF token: a keyed HMAC
+of the cookie it protects (the session, or before sign-in a random login nonce). Decisions go
+through the JSON route's own ``decide()``, so the page and the API share one decision path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, PackageLoader
+from pydantic import ValidationError
+
+from mandate.auth import Principal, StepUpRequiredError, TokenError
+from mandate.errors import AppError
+from mandate.service.deps import ServicesDep
+from mandate.service.errors import STATUS_BY_CODE
+from mandate.service.routes.approvals import DecisionCreate, decide, list_approvals
+from mandate.service.runtime import Services
+
+__all__ = ["SESSION_COOKIE", "SIGN_IN_CLIENT_ID", "router"]
+
+router = APIRouter(prefix="/ui", tags=["ui"], include_in_schema=False)
+
+SESSION_COOKIE = "mandate_ui"
+"""Holds the signed-in user's access token (HttpOnly, SameSite=Strict, path ``/ui``)."""
+LOGIN_COOKIE = "mandate_ui_login"
+"""Holds a random nonce that the sign-in form's CSRF token is bound to."""
+SIGN_IN_CLIENT_ID = "mandate-cli"
+"""The dev issuer's public client the sign-in form uses (``service.app.CLI_CLIENT_ID``)."""
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+CSRF_REFUSED = {"ok": False, "code": "csrf_failed", "message": "The form carried no valid CSRF token; nothing was done."}
+STATUS_TEXT = {"approved": "Approved", "edited": "Approved with edits", "rejected": "Rejected"}
+
+_templates = Jinja2Templates(env=Environment(loader=PackageLoader("mandate.service", "templates"), autoescape=True))
+
+
+def _csrf(services: Services, purpose: str, value: str) -> str:
+    """The CSRF token for ``value`` (a cookie), keyed by a label-derived sub-key of the vault secret."""
+    key = hmac.new(services.settings.vault_key.get_secret_value().encode(), b"mandate/ui/csrf", hashlib.sha256)
+    return hmac.new(key.digest(), f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def _csrf_ok(sent: object, expected: str) -> bool:
+    return isinstance(sent, str) and hmac.compare_digest(sent.encode(), expected.encode())
+
+
+def _secure(request: Request, services: Services) -> bool:
+    return request.url.scheme == "https" or services.settings.public_url.startswith("https://")
+
+
+def _set_cookie(response: Response, request: Request, services: Services, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(
+        name, value, max_age=max_age, path="/ui", httponly=True, samesite="strict", secure=_secure(request, services)
+    )
+
+
+def _render(request: Request, template: str, context: dict[str, Any], *, status: int = 200) -> Response:
+    return _templates.TemplateResponse(request, template, context, status_code=status, headers=SECURITY_HEADERS)
+
+
+async def _session(request: Request, services: Services) -> tuple[str, Principal] | None:
+    """The cookie's token and its principal, verified now; ``None`` if absent or no longer valid."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    try:
+        return token, await services.verifier.verify(token)
+    except TokenError:
+        return None
+
+
+def _failure(exc: AppError) -> tuple[dict[str, Any], int]:
+    """What the page shows for an error, and the HTTP status the JSON API would answer."""
+    outcome: dict[str, Any] = {"ok": False, "code": exc.code, "message": exc.message}
+    if isinstance(exc, StepUpRequiredError):
+        outcome["hint"] = (
+            f"Sign out and sign in again with your second factor: this decision needs "
+            f"acr {exc.acr_values}, authenticated at most {exc.max_age} seconds ago."
+        )
+    status = 401 if isinstance(exc, (TokenError, StepUpRequiredError)) else STATUS_BY_CODE.get(exc.code, 500)
+    return outcome, status
+
+
+def _success(result: dict[str, Any]) -> dict[str, Any]:
+    approval, values = result["approval"], result["thread"]
+    messages = values.get("messages") or []
+    waiting = [i["value"].get("kind", "input") for i in values.get("__interrupt__", []) if isinstance(i.get("value"), dict)]
+    return {
+        "ok": True,
+        "status": STATUS_TEXT[approval["status"]],
+        "action": approval["action"],
+        "answer": str(messages[-1]["content"]) if messages else "",
+        "waiting": waiting[0] if waiting else None,
+    }
+
+
+def _view(item: dict[str, Any], services: Services, now: datetime) -> dict[str, Any]:
+    """An approval as the page shows it: the API's fields plus risk, expiry and editable fields."""
+    expires = datetime.fromisoformat(item["expires_at"])
+    fields = [
+        {"name": name, "value": value if isinstance(value, str) else json.dumps(value), "is_text": isinstance(value, str)}
+        for name, value in item["args"].items()
+    ]
+    return {
+        **item,
+        "risk": services.tools.get(item["action"]).sensitivity,
+        "expires_utc": expires.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "expires_in_min": max(0, int((expires - now).total_seconds() // 60)),
+        "fields": fields,
+    }
+
+
+async def _queue_page(
+    request: Request,
+    services: Services,
+    token: str,
+    principal: Principal,
+    *,
+    outcome: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Response:
+    now = datetime.now(UTC)
+    items = [_view(item, services, now) for item in await list_approvals(principal, services)]
+    context = {
+        "principal": principal,
+        "items": items,
+        "outcome": outcome,
+        "csrf": _csrf(services, "session", token),
+    }
+    return _render(request, "approvals.html", context, status=status)
+
+
+def _sign_in_page(
+    request: Request, services: Services, *, error: dict[str, Any] | None = None, status: int = 200
+) -> Response:
+    """The sign-in form (dev issuer only), bound to a fresh or existing login nonce; stale sessions are cleared."""
+    dev = services.settings.dev_issuer
+    nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
+    context = {"dev_sign_in": dev, "csrf": _csrf(services, "login", nonce) if dev else "", "error": error}
+    response = _render(request, "sign_in.html", context, status=status)
+    if dev:
+        _set_cookie(response, request, services, LOGIN_COOKIE, nonce, max_age=1800)
+    if SESSION_COOKIE in request.cookies:
+        _set_cookie(response, request, services, SESSION_COOKIE, "", max_age=0)
+    return response
+
+
+def _issuer_error_code(answer: httpx.Response) -> str:
+    """The OAuth ``error`` code of a refused token request (never its description or body)."""
+    try:
+        code = answer.json().get("error")
+    except ValueError:
+        code = None
+    return code[:64] if isinstance(code, str) and code else "sign_in_failed"
+
+
+def _to_queue() -> Response:
+    return RedirectResponse("/ui", status_code=303, headers=SECURITY_HEADERS)
+
+
+@router.get("")
+async def approver_page(request: Request, services: ServicesDep) -> Response:
+    """The caller's approval queue, or the sign-in form."""
+    session = await _session(request, services)
+    if session is None:
+        return _sign_in_page(request, services)
+    return await _queue_page(request, services, *session)
+
+
+@router.post("/sign-in")
+async def sign_in(
+    request: Request,
+    services: ServicesDep,
+    username: Annotated[str, Form(max_length=200)] = "",
+    password: Annotated[str, Form(max_length=200)] = "",
+    otp: Annotated[str, Form(max_length=20)] = "",
+    csrf: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Password grant (plus optional OTP) at the dev issuer; the verified token becomes the session cookie."""
+    if not services.settings.dev_issuer:
+        return _render(request, "sign_in.html", {"dev_sign_in": False, "error": None}, status=404)
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    if not nonce or not _csrf_ok(csrf, _csrf(services, "login", nonce)):
+        return _sign_in_page(request, services, error=CSRF_REFUSED, status=403)
+    form = {"grant_type": "password", "client_id": SIGN_IN_CLIENT_ID, "username": username, "password": password}
+    if otp:
+        form["otp"] = otp
+    try:
+        answer = await services.http.post(f"{services.settings.dev_issuer_url}/token", data=form)
+    except httpx.HTTPError:
+        error = {"code": "issuer_unavailable", "message": "The issuer did not answer."}
+        return _sign_in_page(request, services, error=error, status=503)
+    if answer.status_code != 200:
+        error = {"code": _issuer_error_code(answer), "message": "Wrong user name, password or one-time code."}
+        return _sign_in_page(request, services, error=error, status=401)
+    token = str(answer.json()["access_token"])
+    try:
+        principal = await services.verifier.verify(token)
+    except TokenError as exc:
+        return _sign_in_page(request, services, error={"code": exc.code, "message": exc.message}, status=401)
+    response = _to_queue()
+    _set_cookie(response, request, services, SESSION_COOKIE, token, max_age=max(0, principal.expires_at - int(time.time())))
+    _set_cookie(response, request, services, LOGIN_COOKIE, "", max_age=0)
+    return response
+
+
+@router.post("/sign-out")
+async def sign_out(request: Request, services: ServicesDep, csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    """Clear the session cookie (a forged sign-out, without the session's CSRF token, is refused)."""
+    session = await _session(request, services)
+    if session is not None and not _csrf_ok(csrf, _csrf(services, "session", session[0])):
+        return await _queue_page(request, services, *session, outcome=CSRF_REFUSED, status=403)
+    response = _to_queue()
+    _set_cookie(response, request, services, SESSION_COOKIE, "", max_age=0)
+    return response
+
+
+def _edited_args(original: dict[str, Any], form: Any) -> dict[str, Any]:
+    """The edit form's values, typed like the original arguments (text stays text, the rest is JSON)."""
+    edited: dict[str, Any] = {}
+    for name, value in original.items():
+        raw = form.get(f"arg:{name}")
+        if not isinstance(raw, str):
+            edited[name] = value
+        elif isinstance(value, str):
+            edited[name] = raw
+        else:
+            try:
+                edited[name] = json.loads(raw)
+            except ValueError:
+                edited[name] = raw  # the tool's schema refuses it: the page shows decision_refused
+    return edited
+
+
+@router.post("/approvals/{approval_id}/decision")
+async def decide_on_page(approval_id: str, request: Request, services: ServicesDep) -> Response:
+    """Approve, edit or reject through the JSON API's ``decide()``; the page shows the outcome or the error."""
+    session = await _session(request, services)
+    if session is None:
+        return _sign_in_page(request, services, error={"code": "signed_out", "message": "Please sign in again."}, status=401)
+    token, principal = session
+    form = await request.form()
+    if not _csrf_ok(form.get("csrf"), _csrf(services, "session", token)):
+        return await _queue_page(request, services, token, principal, outcome=CSRF_REFUSED, status=403)
+    kind = form.get("type")
+    try:
+        args = None
+        if kind == "edit":
+            args = _edited_args((await services.approvals.get(principal, approval_id))["args"], form)
+        body = DecisionCreate.model_validate({"type": kind, "args": args, "comment": form.get("comment") or ""})
+        outcome, status = _success(await decide(approval_id, body, principal, token, services)), 200
+    except ValidationError:
+        outcome, status = {"ok": False, "code": "invalid_request", "message": "The decision form is invalid."}, 422
+    except AppError as exc:
+        outcome, status = _failure(exc)
+    return await _queue_page(request, services, token, principal, outcome=outcome, status=status)
