@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,9 +19,11 @@ from tests.utils.tokens import login
 
 
 @pytest.fixture(scope="session")
-def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+def stack_settings() -> Iterator[Settings]:
     """Settings of a running embedded stack (real Postgres 18 + pgvector, real OpenFGA)."""
-    data_dir = tmp_path_factory.mktemp("stack")
+    # Not under pytest's tmp root: pytest makes that 0700 at every start, which would lock the
+    # Postgres server (running as its own system user) out of a data directory still in use.
+    data_dir = Path(tempfile.mkdtemp(prefix="mandate-test-"))
     settings = Settings(
         env="test",
         port=free_port(),
@@ -32,6 +36,7 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         yield stack.start()
     finally:
         stack.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
