@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: dev test install bench-clean
+.PHONY: dev test install browser
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -20,5 +20,10 @@ install: $(STAMP)
 dev: install
 	$(VENV)/bin/mandate dev
 
-test: install
+# Headless Chromium and its driver for the approver page's browser test (Debian packages).
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \
+		{ apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
+
+test: install browser
 	$(VENV)/bin/python -m pytest

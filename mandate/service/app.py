@@ -8,23 +8,22 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from opentelemetry.trace import TracerProvider
 
-from mandate.auth.dev_issuer import DEMO_USERS, TOKEN_EXCHANGE_GRANT, DevClient, create_dev_issuer_app
+from mandate.auth.dev_issuer import DEMO_USERS, DEV_CLI_CLIENT_ID, TOKEN_EXCHANGE_GRANT, DevClient, create_dev_issuer_app
 from mandate.service.demo_apis import demo_apis_router
 from mandate.service.errors import install_error_handlers
-from mandate.service.routes import approvals, assistants, meta, runs, threads
+from mandate.service.routes import approvals, assistants, meta, runs, threads, ui
 from mandate.service.runs import RunManager
 from mandate.service.runtime import open_services
 from mandate.service.settings import Settings
 
-__all__ = ["CLI_CLIENT_ID", "create_app"]
+__all__ = ["create_app"]
 
-CLI_CLIENT_ID = "mandate-cli"
 USER_SCOPES = ("openid", "profile", "documents:read", "tickets:write", "payments:write")
 
 
 def _dev_clients(settings: Settings) -> list[DevClient]:
     return [
-        DevClient(client_id=CLI_CLIENT_ID, secret=None, grant_types=("password",), scopes=USER_SCOPES),
+        DevClient(client_id=DEV_CLI_CLIENT_ID, secret=None, grant_types=("password",), scopes=USER_SCOPES),
         DevClient(
             client_id=settings.agent_client_id,
             secret=settings.agent_client_secret.get_secret_value(),
@@ -52,6 +51,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider) -> FastAP
     app.include_router(runs.router)
     app.include_router(assistants.router)
     app.include_router(approvals.router)
+    app.include_router(ui.router)
     if settings.dev_issuer:
         app.mount(
             "/dev-idp",

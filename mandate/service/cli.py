@@ -58,7 +58,9 @@ def _cmd_install_tools(args: argparse.Namespace) -> int:
 
 def _cmd_token(args: argparse.Namespace) -> int:
     settings = Settings()
-    form = {"grant_type": "password", "client_id": "mandate-cli", "username": args.user, "password": args.password}
+    from mandate.auth.dev_issuer import DEV_CLI_CLIENT_ID
+
+    form = {"grant_type": "password", "client_id": DEV_CLI_CLIENT_ID, "username": args.user, "password": args.password}
     if args.otp:
         form["otp"] = args.otp
     response = httpx.post(f"{settings.dev_issuer_url}/token", data=form, timeout=10)

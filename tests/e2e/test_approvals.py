@@ -11,28 +11,8 @@ import psycopg
 import pytest
 
 from mandate.service import Settings
+from tests.utils.approvals import OTP, PAYMENT, payments_of, pending_payment
 from tests.utils.threads import ask, bearer, last_answer, new_thread, resume
-
-PAYMENT = "Send 250 EUR to Initech Services GmbH"
-OTP = "000000"
-
-
-def _payments(db: psycopg.Connection, thread_id: str) -> list[tuple[Any, ...]]:
-    return db.execute(
-        "SELECT subject, actor, audience, body FROM mandate.demo_effects WHERE api = 'payments' AND idempotency_key LIKE %s",
-        (f"{thread_id}:%",),
-    ).fetchall()
-
-
-def _pending_payment(client: httpx.Client, token: Callable[..., str]) -> str:
-    """alice asks, steps up with MFA; returns the thread, now waiting for an approver."""
-    alice = token("alice")
-    thread = new_thread(client, alice)
-    assert ask(client, alice, thread, PAYMENT).json()["__interrupt__"][0]["value"]["kind"] == "step_up"
-    values = resume(client, token("alice", otp=OTP), thread, {}).json()
-    assert values["__interrupt__"][0]["value"]["kind"] == "approval"
-    return thread
-
 
 def _approval_for(client: httpx.Client, token: str, thread: str) -> dict[str, Any]:
     listed = client.get("/approvals", headers=bearer(token))
@@ -48,7 +28,7 @@ def _decide(client: httpx.Client, token: str, approval_id: str, **body: Any) -> 
 def test_payment_demo_alice_asks_steps_up_bob_approves_one_payment(
     client: httpx.Client, token: Callable[..., str], db: psycopg.Connection, stack_settings: Settings
 ) -> None:
-    thread = _pending_payment(client, token)
+    thread = pending_payment(client, token)
     bob = token("bob", otp=OTP)
     item = _approval_for(client, bob, thread)
     assert item["action"] == "send_payment"
@@ -62,18 +42,18 @@ def test_payment_demo_alice_asks_steps_up_bob_approves_one_payment(
     stored = db.execute("SELECT decided_by_subject, comment FROM mandate.approvals WHERE id = %s", (item["id"],)).fetchone()
     assert stored == ("bob", "invoice 2026-118 checked")
     assert "send_payment: done" in last_answer(response.json()["thread"])
-    [(subject, actor, audience, body)] = _payments(db, thread)
+    [(subject, actor, audience, body)] = payments_of(db, thread)
     assert (subject, actor, audience) == ("alice", stack_settings.agent_client_id, stack_settings.payments_api_url)
     assert body["amount"] == 250.0
 
     replay = _decide(client, bob, item["id"])
     assert replay.status_code == 409
     assert replay.json()["code"] == "approval_not_pending"
-    assert len(_payments(db, thread)) == 1
+    assert len(payments_of(db, thread)) == 1
 
 
 def test_approval_without_fresh_mfa_answers_rfc9470_challenge(client: httpx.Client, token: Callable[..., str]) -> None:
-    thread = _pending_payment(client, token)
+    thread = pending_payment(client, token)
     bob_password_only = token("bob")
     item = _approval_for(client, bob_password_only, thread)
     response = _decide(client, bob_password_only, item["id"])
@@ -86,33 +66,33 @@ def test_approval_without_fresh_mfa_answers_rfc9470_challenge(client: httpx.Clie
 
 
 def test_requester_cannot_approve_own_payment(client: httpx.Client, token: Callable[..., str], db: psycopg.Connection) -> None:
-    thread = _pending_payment(client, token)
+    thread = pending_payment(client, token)
     alice = token("alice", otp=OTP)
     assert thread not in {a["thread_id"] for a in client.get("/approvals", headers=bearer(alice)).json()}
     item = _approval_for(client, token("bob", otp=OTP), thread)
     response = _decide(client, alice, item["id"])
     assert response.status_code == 403
     assert response.json()["code"] == "not_allowed_to_decide"
-    assert _payments(db, thread) == []
+    assert payments_of(db, thread) == []
 
 
 @pytest.mark.parametrize(("user", "status", "code"), [("carol", 404, "approval_not_found"), ("dave", 403, "not_allowed_to_decide")])
 def test_non_approvers_cannot_see_or_decide(
     client: httpx.Client, token: Callable[..., str], db: psycopg.Connection, user: str, status: int, code: str
 ) -> None:
-    thread = _pending_payment(client, token)
+    thread = pending_payment(client, token)
     item = _approval_for(client, token("bob", otp=OTP), thread)
     other = token(user, otp=OTP)
     assert thread not in {a["thread_id"] for a in client.get("/approvals", headers=bearer(other)).json()}
     response = _decide(client, other, item["id"])
     assert (response.status_code, response.json()["code"]) == (status, code)
-    assert _payments(db, thread) == []
+    assert payments_of(db, thread) == []
 
 
 def test_concurrent_decisions_one_wins_the_other_gets_409(
     client: httpx.Client, base_url: str, token: Callable[..., str], db: psycopg.Connection
 ) -> None:
-    thread = _pending_payment(client, token)
+    thread = pending_payment(client, token)
     bob = token("bob", otp=OTP)
     item = _approval_for(client, bob, thread)
     results: list[int] = []
@@ -129,13 +109,13 @@ def test_concurrent_decisions_one_wins_the_other_gets_409(
     for worker in workers:
         worker.join()
     assert sorted(results) == [200, 409]
-    assert len(_payments(db, thread)) == 1
+    assert len(payments_of(db, thread)) == 1
 
 
 def test_edit_is_revalidated_and_pays_the_edited_amount(
     client: httpx.Client, token: Callable[..., str], db: psycopg.Connection
 ) -> None:
-    thread = _pending_payment(client, token)
+    thread = pending_payment(client, token)
     bob = token("bob", otp=OTP)
     item = _approval_for(client, bob, thread)
     bad = _decide(client, bob, item["id"], type="edit", args={**item["args"], "amount": -5})
@@ -144,43 +124,43 @@ def test_edit_is_revalidated_and_pays_the_edited_amount(
     assert _approval_for(client, bob, thread)["id"] == item["id"]  # still pending
     good = _decide(client, bob, item["id"], type="edit", args={**item["args"], "amount": 200})
     assert good.status_code == 200, good.text
-    [(_, _, _, body)] = _payments(db, thread)
+    [(_, _, _, body)] = payments_of(db, thread)
     assert body["amount"] == 200.0
 
 
 def test_expired_approval_cannot_be_decided(client: httpx.Client, token: Callable[..., str], db: psycopg.Connection) -> None:
-    thread = _pending_payment(client, token)
+    thread = pending_payment(client, token)
     bob = token("bob", otp=OTP)
     item = _approval_for(client, bob, thread)
     db.execute("UPDATE mandate.approvals SET expires_at = now() - interval '1 second' WHERE id = %s", (item["id"],))
     response = _decide(client, bob, item["id"])
     assert response.status_code == 410
     assert response.json()["code"] == "approval_expired"
-    assert _payments(db, thread) == []
+    assert payments_of(db, thread) == []
 
 
 def test_expired_vault_token_asks_requester_to_sign_in_again(
     client: httpx.Client, token: Callable[..., str], db: psycopg.Connection
 ) -> None:
-    thread = _pending_payment(client, token)
+    thread = pending_payment(client, token)
     db.execute("UPDATE mandate.token_vault SET expires_at = now() - interval '1 second' WHERE thread_id = %s", (thread,))
     bob = token("bob", otp=OTP)
     response = _decide(client, bob, _approval_for(client, bob, thread)["id"])
     assert response.status_code == 200, response.text
     assert response.json()["thread"]["__interrupt__"][0]["value"]["kind"] == "reauthenticate"
-    assert _payments(db, thread) == []
+    assert payments_of(db, thread) == []
     done = resume(client, token("alice"), thread, {}).json()
     assert "send_payment: done" in last_answer(done)
-    assert len(_payments(db, thread)) == 1
+    assert len(payments_of(db, thread)) == 1
 
 
 def test_vault_holds_the_token_encrypted_and_bound_to_its_thread(
     client: httpx.Client, token: Callable[..., str], db: psycopg.Connection
 ) -> None:
-    thread = _pending_payment(client, token)
+    thread = pending_payment(client, token)
     [(ciphertext,)] = db.execute("SELECT ciphertext FROM mandate.token_vault WHERE thread_id = %s", (thread,)).fetchall()
     assert b"eyJ" not in bytes(ciphertext)
-    other = _pending_payment(client, token)
+    other = pending_payment(client, token)
     # Moving a sealed token to another thread's row does not make it usable there.
     db.execute(
         "UPDATE mandate.token_vault SET ciphertext = %s, nonce = (SELECT nonce FROM mandate.token_vault WHERE thread_id = %s) "
@@ -243,4 +223,4 @@ def test_payment_with_token_lacking_scope_is_denied_before_exchange(
     bob = token("bob", otp=OTP)
     values = _decide(client, bob, _approval_for(client, bob, thread)["id"]).json()["thread"]
     assert values["outcomes"][0]["code"] == "insufficient_scope"
-    assert _payments(db, thread) == []
+    assert payments_of(db, thread) == []

@@ -8,6 +8,7 @@ It refuses to start outside the ``dev`` and ``test`` environments.
 from mandate.auth.dev_issuer._directory import (
     DEMO_PASSWORD,
     DEMO_USERS,
+    DEV_CLI_CLIENT_ID,
     DEV_OTP,
     TOKEN_EXCHANGE_GRANT,
     DevClient,
@@ -18,6 +19,7 @@ from mandate.auth.dev_issuer._server import create_dev_issuer_app
 __all__ = [
     "DEMO_PASSWORD",
     "DEMO_USERS",
+    "DEV_CLI_CLIENT_ID",
     "DEV_OTP",
     "TOKEN_EXCHANGE_GRANT",
     "DevClient",

@@ -7,11 +7,15 @@ from dataclasses import dataclass
 __all__ = [
     "DEMO_PASSWORD",
     "DEMO_USERS",
+    "DEV_CLI_CLIENT_ID",
     "DEV_OTP",
     "TOKEN_EXCHANGE_GRANT",
     "DevClient",
     "DevUser",
 ]
+
+DEV_CLI_CLIENT_ID = "mandate-cli"
+"""The public client the CLI and the approver page sign in with (password grant)."""
 
 DEMO_PASSWORD = "demo"
 """The password of every dev issuer user. Dev and test only, like the issuer itself."""

@@ -25,13 +25,14 @@ from jinja2 import Environment, PackageLoader
 from pydantic import ValidationError
 
 from mandate.auth import Principal, StepUpRequiredError, TokenError
+from mandate.auth.dev_issuer import DEV_CLI_CLIENT_ID
 from mandate.errors import AppError
-from mandate.service.deps import ServicesDep
+from mandate.service.deps import Runs, ServicesDep
 from mandate.service.errors import STATUS_BY_CODE
 from mandate.service.routes.approvals import DecisionCreate, decide, list_approvals
 from mandate.service.runtime import Services
 
-__all__ = ["SESSION_COOKIE", "SIGN_IN_CLIENT_ID", "router"]
+__all__ = ["SESSION_COOKIE", "router"]
 
 router = APIRouter(prefix="/ui", tags=["ui"], include_in_schema=False)
 
@@ -39,11 +40,10 @@ SESSION_COOKIE = "mandate_ui"
 """Holds the signed-in user's access token (HttpOnly, SameSite=Strict, path ``/ui``)."""
 LOGIN_COOKIE = "mandate_ui_login"
 """Holds a random nonce that the sign-in form's CSRF token is bound to."""
-SIGN_IN_CLIENT_ID = "mandate-cli"
 """The dev issuer's public client the sign-in form uses (``service.app.CLI_CLIENT_ID``)."""
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "Cache-Control": "no-store",
@@ -205,7 +205,7 @@ async def sign_in(
     nonce = request.cookies.get(LOGIN_COOKIE, "")
     if not nonce or not _csrf_ok(csrf, _csrf(services, "login", nonce)):
         return _sign_in_page(request, services, error=CSRF_REFUSED, status=403)
-    form = {"grant_type": "password", "client_id": SIGN_IN_CLIENT_ID, "username": username, "password": password}
+    form = {"grant_type": "password", "client_id": DEV_CLI_CLIENT_ID, "username": username, "password": password}
     if otp:
         form["otp"] = otp
     try:
@@ -256,7 +256,7 @@ def _edited_args(original: dict[str, Any], form: Any) -> dict[str, Any]:
 
 
 @router.post("/approvals/{approval_id}/decision")
-async def decide_on_page(approval_id: str, request: Request, services: ServicesDep) -> Response:
+async def decide_on_page(approval_id: str, request: Request, services: ServicesDep, runs: Runs) -> Response:
     """Approve, edit or reject through the JSON API's ``decide()``; the page shows the outcome or the error."""
     session = await _session(request, services)
     if session is None:
@@ -271,7 +271,7 @@ async def decide_on_page(approval_id: str, request: Request, services: ServicesD
         if kind == "edit":
             args = _edited_args((await services.approvals.get(principal, approval_id))["args"], form)
         body = DecisionCreate.model_validate({"type": kind, "args": args, "comment": form.get("comment") or ""})
-        outcome, status = _success(await decide(approval_id, body, principal, token, services)), 200
+        outcome, status = _success(await decide(approval_id, body, principal, token, services, runs)), 200
     except ValidationError:
         outcome, status = {"ok": False, "code": "invalid_request", "message": "The decision form is invalid."}, 422
     except AppError as exc:

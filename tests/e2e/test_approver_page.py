@@ -1,0 +1,166 @@
+"""The approver page in headless Chromium against the running service, real issuer, OpenFGA, Postgres."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+import httpx
+import psycopg
+import pytest
+from selenium.common.exceptions import NoSuchElementException
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+
+from tests.utils.approvals import OTP, payments_of, pending_payment
+from tests.utils.browser import headless_chromium, sign_in, submit
+
+SCREENSHOT = "/tmp/approver-page.png"
+
+
+@pytest.fixture(scope="module")
+def browser(base_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    """One headless Chromium for this module; each test signs in on a cleared session."""
+    assert httpx.get(f"{base_url}/ui").status_code == 200, "create_app must include mandate.service.routes.ui.router"
+    with headless_chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
+        yield driver
+
+
+def _item(browser: WebDriver, thread: str) -> WebElement:
+    return browser.find_element(By.CSS_SELECTOR, f"article.item[data-thread-id='{thread}']")
+
+
+def _listed(browser: WebDriver, thread: str) -> bool:
+    try:
+        _item(browser, thread)
+    except NoSuchElementException:
+        return False
+    return True
+
+
+def _approval_row(db: psycopg.Connection, thread: str) -> tuple[str, datetime, str | None, str | None]:
+    row = db.execute(
+        "SELECT status, expires_at, decided_by_subject, comment FROM mandate.approvals WHERE thread_id = %s "
+        "ORDER BY created_at DESC LIMIT 1",
+        (thread,),
+    ).fetchone()
+    assert row is not None
+    return row
+
+
+def _decide(browser: WebDriver, thread: str, decision: str, comment: str = "") -> str:
+    """Decide on the page; returns the outcome panel's text."""
+    item = _item(browser, thread)
+    if comment:
+        item.find_element(By.CSS_SELECTOR, "form.decide textarea[name=comment]").send_keys(comment)
+    submit(browser, f"article.item[data-thread-id='{thread}'] form.decide button[value={decision}]")
+    return browser.find_element(By.ID, "outcome").text
+
+
+def test_approver_page_bob_approves_alice_payment_once(
+    browser: WebDriver, base_url: str, client: httpx.Client, token: Callable[..., str], db: psycopg.Connection
+) -> None:
+    thread = pending_payment(client, token)
+    sign_in(browser, base_url, "bob", otp=OTP)
+    session = browser.get_cookie("mandate_ui")
+    assert session is not None
+    assert (session["httpOnly"], session["sameSite"], session["path"], session["secure"]) == (True, "Strict", "/ui", False)
+    assert session["value"] not in browser.page_source
+
+    item = _item(browser, thread)
+    assert item.find_element(By.TAG_NAME, "h2").text == "send_payment risk: financial"
+    assert item.find_element(By.CSS_SELECTOR, "dd.requester").text == "alice"
+    assert item.find_element(By.CSS_SELECTOR, "dd.agent").text == "agent:executor"
+    args = {cell.get_attribute("data-name"): cell.text for cell in item.find_elements(By.CSS_SELECTOR, "td.arg")}
+    assert args == {"amount": "250.0", "currency": "EUR", "recipient": "Initech Services GmbH", "reference": ""}
+    _, expires_at, _, _ = _approval_row(db, thread)
+    shown = item.find_element(By.CSS_SELECTOR, "dd.expires time")
+    assert datetime.fromisoformat(str(shown.get_attribute("datetime"))) == expires_at
+    assert re.search(r"UTC \(in 5\d min\)", shown.find_element(By.XPATH, "..").text)
+
+    item.find_element(By.CSS_SELECTOR, "form.decide textarea[name=comment]").send_keys("invoice 2026-118 checked")
+    browser.save_screenshot(SCREENSHOT)
+    outcome = _decide(browser, thread, "approve")
+    assert outcome.startswith("Approved: send_payment")
+    assert "send_payment: done" in outcome
+    assert not _listed(browser, thread)
+    status, _, decided_by, comment = _approval_row(db, thread)
+    assert (status, decided_by, comment) == ("approved", "bob", "invoice 2026-118 checked")
+    [(subject, _, _, body)] = payments_of(db, thread)
+    assert subject == "alice" and body["amount"] == 250.0
+
+
+def test_approver_page_non_approver_sees_nothing_and_signs_out(
+    browser: WebDriver, base_url: str, client: httpx.Client, token: Callable[..., str]
+) -> None:
+    thread = pending_payment(client, token)
+    sign_in(browser, base_url, "dave", otp=OTP)
+    assert not _listed(browser, thread)
+    submit(browser, "#sign-out")
+    assert browser.get_cookie("mandate_ui") is None
+    assert browser.find_element(By.NAME, "username").is_displayed()
+
+
+def test_approver_page_rejected_item_disappears_and_pays_nothing(
+    browser: WebDriver, base_url: str, client: httpx.Client, token: Callable[..., str], db: psycopg.Connection
+) -> None:
+    thread = pending_payment(client, token)
+    sign_in(browser, base_url, "bob", otp=OTP)
+    outcome = _decide(browser, thread, "reject", comment="unknown supplier")
+    assert outcome.startswith("Rejected: send_payment")
+    assert not _listed(browser, thread)
+    browser.get(f"{base_url}/ui")
+    assert not _listed(browser, thread)
+    status, _, decided_by, comment = _approval_row(db, thread)
+    assert (status, decided_by, comment) == ("rejected", "bob", "unknown supplier")
+    assert payments_of(db, thread) == []
+
+
+def test_approver_page_edit_pays_the_edited_amount(
+    browser: WebDriver, base_url: str, client: httpx.Client, token: Callable[..., str], db: psycopg.Connection
+) -> None:
+    thread = pending_payment(client, token)
+    sign_in(browser, base_url, "bob", otp=OTP)
+    item = _item(browser, thread)
+    item.find_element(By.TAG_NAME, "summary").click()
+    amount = item.find_element(By.NAME, "arg:amount")
+    amount.clear()
+    amount.send_keys("200")
+    submit(browser, f"article.item[data-thread-id='{thread}'] form.edit button[value=edit]")
+    assert browser.find_element(By.ID, "outcome").text.startswith("Approved with edits: send_payment")
+    [(_, _, _, body)] = payments_of(db, thread)
+    assert body["amount"] == 200.0
+
+
+def test_approver_page_without_mfa_shows_rfc9470_step_up_need(
+    browser: WebDriver, base_url: str, client: httpx.Client, token: Callable[..., str], db: psycopg.Connection
+) -> None:
+    thread = pending_payment(client, token)
+    sign_in(browser, base_url, "bob")
+    outcome = _decide(browser, thread, "approve")
+    assert "insufficient_user_authentication" in outcome
+    assert "urn:mandate:acr:mfa" in outcome and "300 seconds" in outcome
+    assert _listed(browser, thread)
+    assert _approval_row(db, thread)[0] == "pending"
+    assert payments_of(db, thread) == []
+
+
+def test_approver_page_refuses_forged_post_without_csrf_token(
+    client: httpx.Client, token: Callable[..., str], db: psycopg.Connection
+) -> None:
+    thread = pending_payment(client, token)
+    bob = token("bob", otp=OTP)
+    cookie = {"Cookie": f"mandate_ui={bob}"}
+    page = client.get("/ui", headers=cookie)
+    assert page.status_code == 200 and f'data-thread-id="{thread}"' in page.text
+    assert bob not in page.text
+    approval_id = page.text.split(f'data-thread-id="{thread}"')[0].rsplit('id="approval-', 1)[1].split('"')[0]
+    for forged in ({"type": "approve"}, {"type": "approve", "csrf": "0" * 64}):
+        response = client.post(f"/ui/approvals/{approval_id}/decision", data=forged, headers=cookie)
+        assert response.status_code == 403 and "csrf_failed" in response.text
+    sign_in_without_nonce = client.post("/ui/sign-in", data={"username": "bob", "password": "demo"})
+    assert sign_in_without_nonce.status_code == 403 and "mandate_ui=" not in sign_in_without_nonce.headers.get("set-cookie", "")
+    assert _approval_row(db, thread)[0] == "pending"
+    assert payments_of(db, thread) == []
