@@ -7,6 +7,7 @@ import typing
 from mandate.graphs.errors import GraphError, PrincipalImmutableError
 from mandate.graphs.state import (
     ASSISTANT_ID,
+    SUPERVISOR_ID,
     ContextChunk,
     Decision,
     GraphContext,
@@ -21,6 +22,7 @@ if typing.TYPE_CHECKING:
 
 __all__ = [
     "ASSISTANT_ID",
+    "SUPERVISOR_ID",
     "ContextChunk",
     "Decision",
     "GraphContext",
@@ -29,13 +31,16 @@ __all__ = [
     "PrincipalImmutableError",
     "ProposedCall",
     "ToolOutcome",
-    "build_graph",
+    "build_graphs",
 ]
 
 
-def build_graph(*, checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
-    """The compiled Mandate graph (assistant id ``mandate``) with ``checkpointer``."""
+def build_graphs(*, checkpointer: BaseCheckpointSaver | None = None) -> dict[str, CompiledStateGraph]:
+    """The compiled graphs by assistant id (``mandate``, ``supervisor``), sharing ``checkpointer``."""
     # Imported here, not at the top: the nodes import this package's state schema.
-    from mandate.graphs.builder import assemble
+    from mandate.graphs.builder import assemble_single, assemble_supervisor
 
-    return assemble(checkpointer=checkpointer)
+    return {
+        ASSISTANT_ID: assemble_single(checkpointer=checkpointer),
+        SUPERVISOR_ID: assemble_supervisor(checkpointer=checkpointer),
+    }

@@ -1,9 +1,8 @@
-"""Graph assembly: planner → retriever → step-up → consent → tool executor → responder."""
+"""Graph assembly: the single pipeline and the multi-agent supervisor, from the same nodes."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -12,20 +11,24 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
-from mandate.graphs.state import ASSISTANT_ID, GraphContext, MandateState
+from mandate.graphs.state import ASSISTANT_ID, SUPERVISOR_ID, GraphContext, MandateState
 from mandate.nodes import (
+    Node,
     after_consent,
-    consent_node,
-    planner_node,
+    make_consent,
+    make_planner,
+    make_retriever,
+    make_tool_executor,
     responder_node,
-    retriever_node,
     step_up_node,
-    tool_executor_node,
 )
 
-__all__ = ["assemble"]
+__all__ = ["assemble_single", "assemble_supervisor"]
 
-Node = Callable[[MandateState, Runtime[GraphContext]], Awaitable[dict[str, Any]]]
+RETRIEVER = "agent:retriever"
+EXECUTOR = "agent:executor"
+RESEARCHER = "agent:researcher"
+OPERATOR = "agent:operations"
 
 
 def _traced(name: str, node: Node) -> Node:
@@ -52,24 +55,75 @@ def _traced(name: str, node: Node) -> Node:
     return traced
 
 
-def assemble(*, checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
-    """The compiled Mandate graph (assistant id ``mandate``)."""
-    graph = StateGraph(MandateState, context_schema=GraphContext)
-    nodes: dict[str, Node] = {
-        "planner": planner_node,
-        "retriever": retriever_node,
-        "step_up": step_up_node,
-        "consent": consent_node,
-        "tool_executor": tool_executor_node,
-        "responder": responder_node,
-    }
+def _graph() -> StateGraph:
+    return StateGraph(MandateState, context_schema=GraphContext)
+
+
+def _add(graph: StateGraph, nodes: dict[str, Node]) -> None:
     for name, node in nodes.items():
         graph.add_node(name, _traced(name, node))
+
+
+def _approval_flow(graph: StateGraph, *, executor: str, after: str) -> None:
+    """step-up → consent (asked again until settled) → tool executor acting as ``executor`` → ``after``."""
+    _add(
+        graph,
+        {"step_up": step_up_node, "consent": make_consent(executor=executor), "tool_executor": make_tool_executor(agent=executor)},
+    )
+    graph.add_edge("step_up", "consent")
+    graph.add_conditional_edges("consent", after_consent, ["consent", "tool_executor"])
+    graph.add_edge("tool_executor", after)
+
+
+def assemble_single(*, checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
+    """``mandate``: one pipeline; the retriever agent reads, the executor agent acts."""
+    graph = _graph()
+    _add(
+        graph,
+        {
+            "planner": make_planner(executor=EXECUTOR),
+            "retriever": make_retriever(agent=RETRIEVER),
+            "responder": responder_node,
+        },
+    )
     graph.add_edge(START, "planner")
     graph.add_edge("planner", "retriever")
     graph.add_edge("retriever", "step_up")
-    graph.add_edge("step_up", "consent")
-    graph.add_conditional_edges("consent", after_consent, ["consent", "tool_executor"])
-    graph.add_edge("tool_executor", "responder")
+    _approval_flow(graph, executor=EXECUTOR, after="responder")
     graph.add_edge("responder", END)
     return graph.compile(checkpointer=checkpointer, name=ASSISTANT_ID)
+
+
+def _route(state: MandateState) -> str:
+    if state.get("proposed"):
+        return "operations"
+    return "research" if state.get("question") else "responder"
+
+
+def assemble_supervisor(*, checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
+    """``supervisor``: routes each request to a specialised agent, run as a subgraph.
+
+    The research agent (``agent:researcher``) retrieves with its own, narrower grants; the
+    operations agent (``agent:operations``) calls tools with its own grants and its own OAuth
+    client, so the delegated token's ``act`` and the audit name it. An action runs only if the
+    user and that agent may both do it.
+    """
+    research = _graph()
+    _add(research, {"retrieve": make_retriever(agent=RESEARCHER)})
+    research.add_edge(START, "retrieve")
+    research.add_edge("retrieve", END)
+
+    operations = _graph()
+    operations.add_edge(START, "step_up")
+    _approval_flow(operations, executor=OPERATOR, after=END)
+
+    graph = _graph()
+    _add(graph, {"supervisor": make_planner(executor=OPERATOR), "responder": responder_node})
+    graph.add_node("research", research.compile(name="research"))
+    graph.add_node("operations", operations.compile(name="operations"))
+    graph.add_edge(START, "supervisor")
+    graph.add_conditional_edges("supervisor", _route, ["research", "operations", "responder"])
+    graph.add_edge("research", "responder")
+    graph.add_edge("operations", "responder")
+    graph.add_edge("responder", END)
+    return graph.compile(checkpointer=checkpointer, name=SUPERVISOR_ID)

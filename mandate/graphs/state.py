@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -22,11 +22,13 @@ if TYPE_CHECKING:
     from mandate.nodes.planner import Planner
     from mandate.nodes.responder import Responder
 
-__all__ = ["ASSISTANT_ID", "ContextChunk", "Decision", "GraphContext", "MandateState", "ProposedCall", "ToolOutcome", "write_once"]
+__all__ = ["ASSISTANT_ID", "SUPERVISOR_ID", "ContextChunk", "Decision", "GraphContext", "MandateState", "ProposedCall", "ToolOutcome", "write_once"]
 
 
 ASSISTANT_ID = "mandate"
-"""The id clients use for the graph (``assistant_id``)."""
+"""The id clients use for the single-pipeline graph (``assistant_id``)."""
+SUPERVISOR_ID = "supervisor"
+"""The id of the multi-agent supervisor graph."""
 
 
 def write_once(current: PrincipalState | None, new: PrincipalState | None) -> PrincipalState | None:
@@ -108,7 +110,8 @@ class GraphContext:
     authz: Authorizer
     retriever: Retriever
     tools: ToolRegistry
-    broker: TokenBroker
+    brokers: Mapping[str, TokenBroker]
+    """Token brokers by agent id; the acting agent exchanges as its own OAuth client."""
     vault: TokenVault
     verifier: TokenVerifier
     """Re-verifies a token taken from the vault before it is used."""

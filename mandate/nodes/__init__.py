@@ -1,26 +1,26 @@
-"""Graph nodes: pure functions of state and the typed runtime context."""
+"""Graph nodes: functions of state and the typed runtime context; factories bind the acting agent."""
 
-from mandate.nodes.consent import after_consent, consent_node
-from mandate.nodes.planner import LlmPlanner, OfflinePlanner, Plan, Planner, planner_node
+from mandate.nodes.consent import after_consent, make_consent
+from mandate.nodes.planner import LlmPlanner, Node, OfflinePlanner, Plan, Planner, make_planner
 from mandate.nodes.responder import LlmResponder, OfflineResponder, Responder, responder_node
-from mandate.nodes.retriever import RETRIEVER_AGENT, retriever_node
+from mandate.nodes.retriever import make_retriever
 from mandate.nodes.step_up import step_up_node
-from mandate.nodes.tool_executor import tool_executor_node
+from mandate.nodes.tool_executor import make_tool_executor
 
 __all__ = [
-    "RETRIEVER_AGENT",
     "LlmPlanner",
     "LlmResponder",
+    "Node",
     "OfflinePlanner",
     "OfflineResponder",
     "Plan",
     "Planner",
     "Responder",
     "after_consent",
-    "consent_node",
-    "planner_node",
+    "make_consent",
+    "make_planner",
+    "make_retriever",
+    "make_tool_executor",
     "responder_node",
-    "retriever_node",
     "step_up_node",
-    "tool_executor_node",
 ]

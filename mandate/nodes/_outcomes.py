@@ -6,21 +6,19 @@ from typing import Any
 
 from mandate.audit import AuditEvent
 from mandate.graphs.state import GraphContext, MandateState, ProposedCall, ToolOutcome
-from mandate.tools import ToolError
-
-
-def agent_of(ctx: GraphContext, name: str) -> str | None:
-    """The agent that executes tool ``name`` (``None`` for unknown tools)."""
-    try:
-        return ctx.tools.get(name).agent
-    except ToolError:
-        return None
 
 
 async def audit_call(
-    ctx: GraphContext, state: MandateState, call: ProposedCall, event: str, decision: str, **detail: Any
+    ctx: GraphContext,
+    state: MandateState,
+    call: ProposedCall,
+    event: str,
+    decision: str,
+    *,
+    agent: str | None,
+    **detail: Any,
 ) -> str:
-    """Write one durable audit row about ``call``; raises ``AuditUnavailableError`` if it is not written."""
+    """Write one durable audit row about ``call`` by ``agent``; raises ``AuditUnavailableError`` if not written."""
     principal = state["principal"]
     return await ctx.audit.record(
         AuditEvent(
@@ -28,7 +26,7 @@ async def audit_call(
             event=event,
             actor=ctx.pseudonym(ctx.caller),
             thread_id=ctx.thread_id,
-            agent=agent_of(ctx, call["name"]),
+            agent=agent,
             tool=call["name"],
             tool_call_id=call["id"],
             decision=decision,

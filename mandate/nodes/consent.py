@@ -22,9 +22,10 @@ from mandate.audit import AuditEvent
 from mandate.auth import AuthError, Relationship
 from mandate.graphs.state import Decision, GraphContext, MandateState, ProposedCall, ToolOutcome
 from mandate.nodes._outcomes import audit_call, outcome
+from mandate.nodes.planner import Node
 from mandate.tools import ApprovalPolicy, ToolError, ToolSpec, args_hash, decision_refusal
 
-__all__ = ["after_consent", "consent_node"]
+__all__ = ["after_consent", "make_consent"]
 
 DECISIONS = ("approve", "edit", "reject")
 
@@ -36,7 +37,7 @@ def _spec(ctx: GraphContext, call: ProposedCall) -> ToolSpec | None:
         return None  # the executor denies unknown tools, audited
 
 
-def _request(call: ProposedCall, spec: ToolSpec, error: str | None) -> dict[str, Any]:
+def _request(call: ProposedCall, spec: ToolSpec, error: str | None, *, agent: str) -> dict[str, Any]:
     value: dict[str, Any] = {
         "kind": "consent" if spec.approval is ApprovalPolicy.USER_CONSENT else "approval",
         "action_requests": [
@@ -46,6 +47,8 @@ def _request(call: ProposedCall, spec: ToolSpec, error: str | None) -> dict[str,
         "tool_call_id": call["id"],
         "args_hash": call["args_hash"],
         "policy": str(spec.approval),
+        "agent": agent,
+        "risk": spec.sensitivity,
         "expires_in": spec.approval_ttl,
     }
     if error:
@@ -89,38 +92,46 @@ def _decided_call(call: ProposedCall, spec: ToolSpec, decision: dict[str, Any]) 
     return ProposedCall(id=call["id"], name=call["name"], args=args, args_hash=args_hash(call["name"], args))
 
 
-async def consent_node(state: MandateState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
-    """Ask for the next pending decision; when none is pending, pass the approved calls on."""
-    ctx = runtime.context
-    decided = {d["call"]["id"] for d in state.get("decisions", [])}
-    gated = [(c, s) for c in state.get("proposed", []) if (s := _spec(ctx, c)) and s.approval is not ApprovalPolicy.NONE]
-    pending = [(c, s) for c, s in gated if c["id"] not in decided]
-    if not pending:
-        return _settle(state)
-    call, spec = pending[0]
-    answer = interrupt(_request(call, spec, state.get("consent_error")))
-    error = await _refusal(ctx, state, call, spec, answer)
-    decision = answer["decisions"][0] if error is None else {}
-    final = _decided_call(call, spec, decision) if error is None else error
-    if isinstance(final, str):
-        await ctx.audit.record(
-            AuditEvent(
-                tenant=state["principal"]["tenant"],  # type: ignore[index]
-                event="consent.refused",
-                actor=ctx.pseudonym(ctx.caller),
-                thread_id=ctx.thread_id,
-                tool=call["name"],
-                tool_call_id=call["id"],
-                decision=final,
+def make_consent(*, executor: str) -> Node:
+    """The consent node of a graph whose approved calls ``executor`` will make."""
+
+    async def consent(state: MandateState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
+        """Ask for the next pending decision; when none is pending, pass the approved calls on."""
+        ctx = runtime.context
+        decided = {d["call"]["id"] for d in state.get("decisions", [])}
+        gated = [
+            (c, s) for c in state.get("proposed", []) if (s := _spec(ctx, c)) and s.approval is not ApprovalPolicy.NONE
+        ]
+        pending = [(c, s) for c, s in gated if c["id"] not in decided]
+        if not pending:
+            return _settle(state)
+        call, spec = pending[0]
+        answer = interrupt(_request(call, spec, state.get("consent_error"), agent=executor))
+        error = await _refusal(ctx, state, call, spec, answer)
+        decision = answer["decisions"][0] if error is None else {}
+        final = _decided_call(call, spec, decision) if error is None else error
+        if isinstance(final, str):
+            await ctx.audit.record(
+                AuditEvent(
+                    tenant=state["principal"]["tenant"],  # type: ignore[index]
+                    event="consent.refused",
+                    actor=ctx.pseudonym(ctx.caller),
+                    thread_id=ctx.thread_id,
+                    agent=executor,
+                    tool=call["name"],
+                    tool_call_id=call["id"],
+                    decision=final,
+                )
             )
+            return {"consent_error": final, "consent_pending": True}
+        await audit_call(
+            ctx, state, final, "consent.decided", decision["type"], agent=executor, policy=str(spec.approval),
+            comment_given=bool(decision.get("message")), original_args_hash=call["args_hash"],
         )
-        return {"consent_error": final, "consent_pending": True}
-    await audit_call(
-        ctx, state, final, "consent.decided", decision["type"], policy=str(spec.approval),
-        comment_given=bool(decision.get("message")), original_args_hash=call["args_hash"],
-    )
-    record = Decision(call=final, type=decision["type"], decided_by=ctx.pseudonym(ctx.caller))
-    return {"decisions": [*state.get("decisions", []), record], "consent_error": None, "consent_pending": True}
+        record = Decision(call=final, type=decision["type"], decided_by=ctx.pseudonym(ctx.caller))
+        return {"decisions": [*state.get("decisions", []), record], "consent_error": None, "consent_pending": True}
+
+    return consent
 
 
 def _settle(state: MandateState) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,7 +21,10 @@ from mandate.graphs.state import GraphContext, MandateState, ProposedCall, ToolO
 from mandate.nodes._outcomes import audit_call, outcome
 from mandate.tools import ToolError, ToolRegistry, args_hash
 
-__all__ = ["LlmPlanner", "OfflinePlanner", "Plan", "Planner", "planner_node"]
+__all__ = ["LlmPlanner", "Node", "OfflinePlanner", "Plan", "Planner", "make_planner"]
+
+Node = Callable[[MandateState, Runtime[GraphContext]], Awaitable[dict[str, Any]]]
+"""A graph node: a function of the state and the typed runtime context."""
 
 PLANNER_SYSTEM_PROMPT = (
     "You are Mandate's planner. Decide which tools serve the user's request. Use search_documents for any "
@@ -128,10 +132,12 @@ def _normalised(tools: ToolRegistry, name: str, args: dict[str, Any]) -> dict[st
         return args
 
 
-async def _admit(ctx: GraphContext, calls: list[ProposedCall]) -> tuple[list[ProposedCall], list[tuple[ProposedCall, str]]]:
+async def _admit(
+    ctx: GraphContext, calls: list[ProposedCall], *, executor: str
+) -> tuple[list[ProposedCall], list[tuple[ProposedCall, str]]]:
     """Split proposals into admitted ones and those denied before anything happens.
 
-    Unknown tools, and tools whose executing agent holds no ``invoker`` grant, never reach
+    Unknown tools, and tools the executing agent holds no ``invoker`` grant for, never reach
     step-up or consent. The executor checks everything again before a call runs.
     """
     denied: list[tuple[ProposedCall, str]] = []
@@ -142,7 +148,7 @@ async def _admit(ctx: GraphContext, calls: list[ProposedCall]) -> tuple[list[Pro
         except ToolError as exc:
             denied.append((call, exc.code))
     try:
-        grants = await ctx.authz.batch_check([Relationship(spec.agent, "invoker", spec.resource) for _, spec in known])
+        grants = await ctx.authz.batch_check([Relationship(executor, "invoker", spec.resource) for _, spec in known])
     except AuthError as exc:
         return [], denied + [(call, exc.code) for call, _ in known]
     admitted = [call for (call, _), granted in zip(known, grants, strict=True) if granted]
@@ -150,28 +156,33 @@ async def _admit(ctx: GraphContext, calls: list[ProposedCall]) -> tuple[list[Pro
     return admitted, denied
 
 
-async def planner_node(state: MandateState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
-    """Plan the last user message; resets the per-message fields of the state."""
-    ctx = runtime.context
-    plan = await ctx.planner.plan(_last_user_text(state), tools=ctx.tools)
-    calls = []
-    for name, raw_args in plan.calls:
-        args = _normalised(ctx.tools, name, raw_args)
-        calls.append(
-            ProposedCall(id=f"call_{uuid.uuid4().hex[:16]}", name=name, args=args, args_hash=args_hash(name, args))
-        )
-    admitted, denied = await _admit(ctx, calls)
-    outcomes: list[ToolOutcome] = []
-    for call, code in denied:
-        await audit_call(ctx, state, call, "tool.denied", code, stage="planning")
-        outcomes.append(outcome(call, "denied", code))
-    return {
-        "question": plan.question,
-        "proposed": admitted,
-        "approved": [],
-        "outcomes": outcomes,
-        "context": [],
-        "decisions": [],
-        "consent_error": None,
-        "consent_pending": False,
-    }
+def make_planner(*, executor: str) -> Node:
+    """The planner node for a graph whose tool calls ``executor`` (an OpenFGA agent) makes."""
+
+    async def planner(state: MandateState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
+        """Plan the last user message; resets the per-message fields of the state."""
+        ctx = runtime.context
+        plan = await ctx.planner.plan(_last_user_text(state), tools=ctx.tools)
+        calls = []
+        for name, raw_args in plan.calls:
+            args = _normalised(ctx.tools, name, raw_args)
+            calls.append(
+                ProposedCall(id=f"call_{uuid.uuid4().hex[:16]}", name=name, args=args, args_hash=args_hash(name, args))
+            )
+        admitted, denied = await _admit(ctx, calls, executor=executor)
+        outcomes: list[ToolOutcome] = []
+        for call, code in denied:
+            await audit_call(ctx, state, call, "tool.denied", code, agent=executor, stage="planning")
+            outcomes.append(outcome(call, "denied", code))
+        return {
+            "question": plan.question,
+            "proposed": admitted,
+            "approved": [],
+            "outcomes": outcomes,
+            "context": [],
+            "decisions": [],
+            "consent_error": None,
+            "consent_pending": False,
+        }
+
+    return planner

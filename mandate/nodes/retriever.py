@@ -1,4 +1,4 @@
-"""The retriever node: only chunks OpenFGA allows for (requester, retriever agent) enter the state."""
+"""The retriever node: only chunks OpenFGA allows for (requester, this agent) enter the state."""
 
 from __future__ import annotations
 
@@ -7,31 +7,32 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from mandate.graphs.state import ContextChunk, GraphContext, MandateState
+from mandate.nodes.planner import Node
 
-__all__ = ["RETRIEVER_AGENT", "retriever_node"]
+__all__ = ["make_retriever"]
 
-RETRIEVER_AGENT = "agent:retriever"
 TOP_K = 4
 
 
-async def retriever_node(state: MandateState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
-    """Retrieve authorized context for the planned question, if there is one."""
-    question = state.get("question")
-    principal = state["principal"]
-    if not question or principal is None:
-        return {"context": []}
-    chunks = await runtime.context.retriever.retrieve(
-        question,
-        user=f"user:{principal['subject']}",
-        tenant=principal["tenant"],
-        agent=RETRIEVER_AGENT,
-        k=TOP_K,
-    )
-    return {
-        "context": [
-            ContextChunk(
-                doc_id=c.doc_id, title=c.title, chunk_index=c.chunk_index, content=c.content, similarity=c.similarity
-            )
-            for c in chunks
-        ]
-    }
+def make_retriever(*, agent: str) -> Node:
+    """The retriever node reading as ``agent`` (an OpenFGA agent with ``reader_agent`` grants)."""
+
+    async def retriever(state: MandateState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
+        """Retrieve authorized context for the planned question, if there is one."""
+        question = state.get("question")
+        principal = state["principal"]
+        if not question or principal is None:
+            return {"context": []}
+        chunks = await runtime.context.retriever.retrieve(
+            question, user=f"user:{principal['subject']}", tenant=principal["tenant"], agent=agent, k=TOP_K
+        )
+        return {
+            "context": [
+                ContextChunk(
+                    doc_id=c.doc_id, title=c.title, chunk_index=c.chunk_index, content=c.content, similarity=c.similarity
+                )
+                for c in chunks
+            ]
+        }
+
+    return retriever

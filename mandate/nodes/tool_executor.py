@@ -18,9 +18,10 @@ from mandate.audit import AuditUnavailableError
 from mandate.auth import AuthError, Relationship
 from mandate.graphs.state import GraphContext, MandateState, ProposedCall, ToolOutcome
 from mandate.nodes._outcomes import audit_call, outcome
+from mandate.nodes.planner import Node
 from mandate.tools import ToolError, ToolSpec, args_hash, call_downstream
 
-__all__ = ["tool_executor_node"]
+__all__ = ["make_tool_executor"]
 
 
 class _Refused(Exception):
@@ -43,7 +44,9 @@ async def _requester_token(ctx: GraphContext, state: MandateState) -> str | None
     )
 
 
-async def _gate(ctx: GraphContext, state: MandateState, call: ProposedCall, token: str) -> tuple[ToolSpec, dict[str, Any]]:
+async def _gate(
+    ctx: GraphContext, state: MandateState, call: ProposedCall, token: str, *, agent: str
+) -> tuple[ToolSpec, dict[str, Any]]:
     """Registry, arguments, token scopes, OpenFGA: raise :class:`_Refused` on any no."""
     try:
         spec = ctx.tools.get(call["name"])
@@ -64,7 +67,7 @@ async def _gate(ctx: GraphContext, state: MandateState, call: ProposedCall, toke
         user_may, agent_may = await ctx.authz.batch_check(
             [
                 Relationship(f"user:{requester['subject']}", spec.relation, spec.resource),
-                Relationship(spec.agent, "invoker", spec.resource),
+                Relationship(agent, "invoker", spec.resource),
             ],
             strong=True,
         )
@@ -77,22 +80,22 @@ async def _gate(ctx: GraphContext, state: MandateState, call: ProposedCall, toke
     return spec, args
 
 
-async def _execute(ctx: GraphContext, state: MandateState, call: ProposedCall, token: str) -> ToolOutcome:
+async def _execute(ctx: GraphContext, state: MandateState, call: ProposedCall, token: str, *, agent: str) -> ToolOutcome:
     requester = state["principal"]
     assert requester is not None
     try:
-        spec, args = await _gate(ctx, state, call, token)
+        spec, args = await _gate(ctx, state, call, token, agent=agent)
     except _Refused as refusal:
-        await audit_call(ctx, state, call, "tool.denied", refusal.code)
+        await audit_call(ctx, state, call, "tool.denied", refusal.code, agent=agent)
         return outcome(call, refusal.status, refusal.code)
     try:
         started = await audit_call(
-            ctx, state, call, "tool.started", "allowed", audience=spec.audience, scopes=list(spec.scopes)
+            ctx, state, call, "tool.started", "allowed", agent=agent, audience=spec.audience, scopes=list(spec.scopes)
         )
     except AuditUnavailableError as exc:
         return outcome(call, "failed", exc.code)  # no durable record, no tool run
     try:
-        delegated = await ctx.broker.exchange(
+        delegated = await ctx.brokers[agent].exchange(
             token, issuer=requester["issuer"], subject=requester["subject"], audience=str(spec.audience),
             scopes=spec.scopes,
         )
@@ -100,10 +103,10 @@ async def _execute(ctx: GraphContext, state: MandateState, call: ProposedCall, t
             ctx.downstream, spec, args=args, token=delegated, idempotency_key=f"{ctx.thread_id}:{call['id']}"
         )
     except (AuthError, ToolError) as exc:
-        await audit_call(ctx, state, call, "tool.failed", exc.code, started=started)
+        await audit_call(ctx, state, call, "tool.failed", exc.code, agent=agent, started=started)
         return outcome(call, "failed", exc.code)
     safe = {k: v for k, v in result.items() if k in ("id", "status")}
-    await audit_call(ctx, state, call, "tool.succeeded", "ok", started=started, **safe)
+    await audit_call(ctx, state, call, "tool.succeeded", "ok", agent=agent, started=started, **safe)
     return outcome(call, "succeeded", "ok", safe)
 
 
@@ -114,32 +117,38 @@ async def _token_scopes(ctx: GraphContext, token: str) -> frozenset[str]:
     return (await ctx.verifier.verify(token)).scopes
 
 
-async def tool_executor_node(state: MandateState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
-    """Run each approved call through the gate; report what became of each."""
-    ctx = runtime.context
-    approved = state.get("approved", [])
-    outcomes = list(state.get("outcomes", []))
-    if not approved:
-        return {"outcomes": outcomes}
-    token = await _requester_token(ctx, state)
-    while token is None:
-        # The requester's stored token expired during the wait: ask them to sign in and resume.
-        interrupt(
-            {
-                "kind": "reauthenticate",
-                "tool_call_ids": [c["id"] for c in approved],
-                "description": "Your sign-in expired while this action waited. Sign in again and resume this thread.",
-            }
-        )
+def make_tool_executor(*, agent: str) -> Node:
+    """The executor node acting as ``agent``: its OpenFGA grants and its OAuth client (the ``act``)."""
+
+    async def tool_executor(state: MandateState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
+        """Run each approved call through the gate; report what became of each."""
+        ctx = runtime.context
+        approved = state.get("approved", [])
+        outcomes = list(state.get("outcomes", []))
+        if not approved:
+            return {"outcomes": outcomes}
         token = await _requester_token(ctx, state)
-    for call in approved:
-        with ctx.tracer.start_as_current_span(f"execute_tool {call['name']}") as span:
-            span.set_attribute("gen_ai.operation.name", "execute_tool")
-            span.set_attribute("gen_ai.tool.name", call["name"])
-            span.set_attribute("gen_ai.tool.call.id", call["id"])
-            span.set_attribute("gen_ai.conversation.id", ctx.thread_id)
-            result = await _execute(ctx, state, call, token)
-            span.set_attribute("mandate.tool.status", result["status"])
-            span.set_attribute("mandate.tool.code", result["code"])
-        outcomes.append(result)
-    return {"outcomes": outcomes, "approved": []}
+        while token is None:
+            # The requester's stored token expired during the wait: ask them to sign in and resume.
+            interrupt(
+                {
+                    "kind": "reauthenticate",
+                    "tool_call_ids": [c["id"] for c in approved],
+                    "description": "Your sign-in expired while this action waited. Sign in again and resume this thread.",
+                }
+            )
+            token = await _requester_token(ctx, state)
+        for call in approved:
+            with ctx.tracer.start_as_current_span(f"execute_tool {call['name']}") as span:
+                span.set_attribute("gen_ai.operation.name", "execute_tool")
+                span.set_attribute("gen_ai.agent.id", agent)
+                span.set_attribute("gen_ai.tool.name", call["name"])
+                span.set_attribute("gen_ai.tool.call.id", call["id"])
+                span.set_attribute("gen_ai.conversation.id", ctx.thread_id)
+                result = await _execute(ctx, state, call, token, agent=agent)
+                span.set_attribute("mandate.tool.status", result["status"])
+                span.set_attribute("mandate.tool.code", result["code"])
+            outcomes.append(result)
+        return {"outcomes": outcomes, "approved": []}
+
+    return tool_executor

@@ -22,16 +22,17 @@ USER_SCOPES = ("openid", "profile", "documents:read", "tickets:write", "payments
 
 
 def _dev_clients(settings: Settings) -> list[DevClient]:
-    return [
-        DevClient(client_id=DEV_CLI_CLIENT_ID, secret=None, grant_types=("password",), scopes=USER_SCOPES),
+    agents = [
         DevClient(
-            client_id=settings.agent_client_id,
-            secret=settings.agent_client_secret.get_secret_value(),
+            client_id=agent.client_id,
+            secret=agent.client_secret.get_secret_value(),
             grant_types=("client_credentials", TOKEN_EXCHANGE_GRANT),
             scopes=("tickets:write", "payments:write"),
             exchange_audiences=(settings.tickets_api_url, settings.payments_api_url),
-        ),
+        )
+        for agent in settings.agents.values()
     ]
+    return [DevClient(client_id=DEV_CLI_CLIENT_ID, secret=None, grant_types=("password",), scopes=USER_SCOPES), *agents]
 
 
 def create_app(settings: Settings, *, tracer_provider: TracerProvider) -> FastAPI:

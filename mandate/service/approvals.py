@@ -62,7 +62,7 @@ class ApprovalQueue:
                         "args": Jsonb(action["args"]),
                         "args_hash": value["args_hash"],
                         "policy": value["policy"],
-                        "agent": spec.agent,
+                        "agent": value["agent"],
                         "requester_issuer": requester["issuer"],
                         "requester_subject": requester["subject"],
                         "ttl": spec.approval_ttl,

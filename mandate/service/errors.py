@@ -4,6 +4,7 @@
     ├── ThreadNotFoundError      code=thread_not_found     (404; also for threads of others)
     ├── ThreadExistsError        code=thread_exists        (409)
     ├── ThreadBusyError          code=thread_busy          (409: a run is in progress)
+    ├── ThreadBoundError         code=thread_bound         (409: the thread runs another assistant)
     ├── NotInterruptedError      code=thread_not_interrupted (409: nothing to resume)
     ├── ThreadInterruptedError   code=thread_interrupted   (409: answer the pending interrupt first)
     ├── AssistantNotFoundError   code=assistant_not_found  (404)
@@ -50,6 +51,7 @@ __all__ = [
     "RunNotFoundError",
     "NotInterruptedError",
     "ServiceError",
+    "ThreadBoundError",
     "ThreadBusyError",
     "ThreadExistsError",
     "ThreadInterruptedError",
@@ -82,6 +84,12 @@ class ThreadBusyError(ServiceError):
     """Raised when a run is already in progress on the thread."""
 
     code = "thread_busy"
+
+
+class ThreadBoundError(ServiceError):
+    """Raised when a run names another assistant than the one the thread already runs."""
+
+    code = "thread_bound"
 
 
 class NotInterruptedError(ServiceError):
@@ -187,6 +195,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "thread_not_found": 404,
     "thread_exists": 409,
     "thread_busy": 409,
+    "thread_bound": 409,
     "thread_not_interrupted": 409,
     "thread_interrupted": 409,
     "assistant_not_found": 404,

@@ -70,9 +70,11 @@ MIGRATIONS = [
     );
     CREATE INDEX runs_thread ON mandate.runs (thread_id, created_at DESC);
     """,
+    # 6: a thread runs one graph (its checkpoints only make sense for that graph).
+    "ALTER TABLE mandate.threads ADD COLUMN assistant_id text",
 ]
 
-_THREAD_COLUMNS = "thread_id, tenant, status, metadata, created_at, updated_at"
+_THREAD_COLUMNS = "thread_id, tenant, status, metadata, created_at, updated_at, assistant_id"
 
 INSERT_THREAD = f"""
 INSERT INTO mandate.threads (thread_id, tenant, owner_issuer, owner_subject, metadata)
@@ -185,4 +187,10 @@ RESET_RUNNING_RUNS = "UPDATE mandate.runs SET status = 'error', updated_at = now
 
 UPDATE_THREAD_METADATA = """
 UPDATE mandate.threads SET metadata = metadata || %(metadata)s, updated_at = now() WHERE thread_id = %(thread_id)s
+"""
+
+BIND_THREAD_ASSISTANT = """
+UPDATE mandate.threads SET assistant_id = coalesce(assistant_id, %(assistant_id)s)
+WHERE thread_id = %(thread_id)s
+RETURNING assistant_id
 """

@@ -32,7 +32,7 @@ from mandate.service.errors import (
 from mandate.service.runtime import Services
 from mandate.service.schemas import RunCreate
 
-__all__ = ["RunEvent", "RunManager", "assistant_uuid", "snapshot_body", "thread_config"]
+__all__ = ["RunEvent", "RunManager", "assistant_uuid", "resolve_assistant", "snapshot_body", "thread_config"]
 
 WAITS_FOR_OTHERS = ("approval",)
 """Interrupt kinds someone other than the requester answers: the requester's token goes to the vault."""
@@ -115,7 +115,7 @@ def _context(services: Services, *, thread_id: str, caller: Principal, token: st
         authz=services.authz,
         retriever=services.retriever,
         tools=services.tools,
-        broker=services.broker,
+        brokers=services.brokers,
         vault=services.vault,
         verifier=services.verifier,
         downstream=services.http,
@@ -156,14 +156,14 @@ class RunManager:
 
     async def create(self, *, thread_id: str, body: RunCreate, caller: Principal) -> dict[str, Any]:
         """Validate the request against the thread's state and record a pending run."""
-        if body.assistant_id not in (ASSISTANT_ID, assistant_uuid()):
-            raise AssistantNotFoundError(f"Assistant {body.assistant_id!r} not found.")
-        snapshot = await self._services.graph.aget_state(thread_config(thread_id))
+        requested = resolve_assistant(self._services, body.assistant_id) if body.assistant_id else None
+        graph_id = await self._services.threads.bind(thread_id, requested, default=ASSISTANT_ID)
+        snapshot = await self._services.graphs[graph_id].aget_state(thread_config(thread_id))
         _graph_input(snapshot, body, caller)  # reject a malformed request before anything is recorded
         async with self._services.pool.connection() as conn:
             cur = await conn.execute(
                 queries.INSERT_RUN,
-                {"run_id": uuid.uuid4(), "thread_id": uuid.UUID(thread_id), "assistant_id": ASSISTANT_ID, "metadata": Jsonb(body.metadata)},
+                {"run_id": uuid.uuid4(), "thread_id": uuid.UUID(thread_id), "assistant_id": graph_id, "metadata": Jsonb(body.metadata)},
             )
             row = await cur.fetchone()
         assert row is not None
@@ -174,23 +174,24 @@ class RunManager:
     ) -> AsyncIterator[RunEvent]:
         """Execute ``run`` and yield its events; the thread and run records are settled however it ends."""
         services, thread_id, run_id = self._services, run["thread_id"], run["run_id"]
+        graph = services.graphs[run["graph_id"]]
         config = thread_config(thread_id)
-        graph_input = _graph_input(await services.graph.aget_state(config), body, caller)
+        graph_input = _graph_input(await graph.aget_state(config), body, caller)
         context = _context(services, thread_id=thread_id, caller=caller, token=token)
         await services.threads.claim(thread_id)
         thread_status, run_status = "error", "error"
         await self._set_run(run_id, "running")
         try:
             yield RunEvent(event="metadata", data={"run_id": run_id, "attempt": 1})
-            with services.tracer.start_as_current_span(f"invoke_agent {ASSISTANT_ID}") as span:
+            with services.tracer.start_as_current_span(f"invoke_agent {run['graph_id']}") as span:
                 span.set_attribute("gen_ai.operation.name", "invoke_agent")
-                span.set_attribute("gen_ai.agent.id", ASSISTANT_ID)
+                span.set_attribute("gen_ai.agent.id", run["graph_id"])
                 span.set_attribute("gen_ai.conversation.id", thread_id)
                 span.set_attribute("mandate.run.id", run_id)
                 span.set_attribute("mandate.caller", context.pseudonym(caller))
                 span.set_attribute("mandate.resume", body.command is not None)
                 modes = [_PREGEL_MODE.get(m, m) for m in body.stream_modes]
-                async for namespace, mode, chunk in services.graph.astream(
+                async for namespace, mode, chunk in graph.astream(
                     graph_input,
                     config,
                     context=context,
@@ -202,7 +203,7 @@ class RunManager:
                     if namespace and not body.stream_subgraphs:
                         continue
                     yield RunEvent(event=_event_name(mode, namespace), data=jsonable_encoder(chunk))
-            snapshot = await services.graph.aget_state(config)
+            snapshot = await graph.aget_state(config)
             thread_status = "interrupted" if snapshot.interrupts or snapshot.next else "idle"
             run_status = "interrupted" if snapshot.interrupts or snapshot.next else "success"
             await _after_run(services, thread_id=thread_id, snapshot=snapshot, caller=caller, token=token)
@@ -218,11 +219,7 @@ class RunManager:
         """Execute ``run`` to its end or pause; returns the thread's values (with ``__interrupt__``)."""
         async for _ in self.events(run, body=body, caller=caller, token=token):
             pass
-        snapshot = await self._services.graph.aget_state(thread_config(run["thread_id"]))
-        result = jsonable_encoder(snapshot.values)
-        if snapshot.interrupts:
-            result["__interrupt__"] = _interrupts(snapshot)
-        return result
+        return await self._values(run)
 
     async def run_and_wait(self, *, thread_id: str, body: RunCreate, caller: Principal, token: str) -> dict[str, Any]:
         """Create a run and execute it to its end or pause (the ``/runs/wait`` shape).
@@ -241,11 +238,15 @@ class RunManager:
 
     async def join(self, thread_id: str, run_id: str) -> dict[str, Any]:
         """Wait for a background run and return the thread's values."""
-        await self.get(thread_id, run_id)
+        run = await self.get(thread_id, run_id)
         task = self._tasks.get(run_id)
         if task is not None:
             await asyncio.wait({task})
-        snapshot = await self._services.graph.aget_state(thread_config(thread_id))
+        return await self._values(run)
+
+    async def _values(self, run: dict[str, Any]) -> dict[str, Any]:
+        """The thread's values after ``run``, with ``__interrupt__`` when it paused."""
+        snapshot = await self._services.graphs[run["graph_id"]].aget_state(thread_config(run["thread_id"]))
         result = jsonable_encoder(snapshot.values)
         if snapshot.interrupts:
             result["__interrupt__"] = _interrupts(snapshot)
@@ -287,9 +288,21 @@ class RunManager:
             await conn.execute(queries.SET_RUN_STATUS, {"run_id": uuid.UUID(run_id), "status": status})
 
 
-def assistant_uuid() -> str:
-    """The stable UUID form of the assistant id (LangGraph clients sometimes send UUIDs)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"mandate:assistant:{ASSISTANT_ID}"))
+def assistant_uuid(graph_id: str) -> str:
+    """The stable UUID of an assistant (LangGraph clients address assistants by UUID or graph id)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"mandate:assistant:{graph_id}"))
+
+
+def resolve_assistant(services: Services, assistant_id: str) -> str:
+    """The graph id named by ``assistant_id`` (a graph id or an assistant UUID).
+
+    Raises:
+        AssistantNotFoundError: No such assistant.
+    """
+    for graph_id in services.graphs:
+        if assistant_id in (graph_id, assistant_uuid(graph_id)):
+            return graph_id
+    raise AssistantNotFoundError(f"Assistant {assistant_id!r} not found.")
 
 
 def _run_body(row: dict[str, Any]) -> dict[str, Any]:
@@ -297,7 +310,8 @@ def _run_body(row: dict[str, Any]) -> dict[str, Any]:
         {
             "run_id": str(row["run_id"]),
             "thread_id": str(row["thread_id"]),
-            "assistant_id": assistant_uuid(),
+            "graph_id": row["assistant_id"],
+            "assistant_id": assistant_uuid(row["assistant_id"]),
             "status": row["status"],
             "metadata": row["metadata"],
             "created_at": row["created_at"],

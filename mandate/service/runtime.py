@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from langchain_openai import ChatOpenAI
@@ -26,7 +27,7 @@ from mandate.auth import (
     ensure_store_and_model,
     open_fga_client,
 )
-from mandate.graphs import build_graph
+from mandate.graphs import ASSISTANT_ID, build_graphs
 from mandate.nodes import LlmPlanner, LlmResponder, OfflinePlanner, OfflineResponder, Planner, Responder
 from mandate.retrieval import AuthorizedRetriever, Ingestor, LexicalEmbeddings
 from mandate.service import queries
@@ -36,7 +37,7 @@ from mandate.service.settings import Settings
 from mandate.service.threads import ThreadStore
 from mandate.tools import ToolRegistry, demo_tools
 
-__all__ = ["MODEL_PATH", "Services", "open_services"]
+__all__ = ["MODEL_PATH", "Services", "graph_of", "open_services"]
 
 MODEL_PATH = Path(__file__).resolve().parent.parent / "auth" / "model.fga"
 
@@ -47,13 +48,17 @@ class Services:
 
     settings: Settings
     pool: Pool
-    graph: CompiledStateGraph
+    graphs: dict[str, CompiledStateGraph]
+    """Compiled graphs by assistant (graph) id."""
+    checkpointer: AsyncPostgresSaver
+    """Where every graph keeps its checkpoints."""
     verifier: TokenVerifier
     authz: OpenFgaAuthorizer
     retriever: AuthorizedRetriever
     ingestor: Ingestor
     tools: ToolRegistry
-    broker: TokenBroker
+    brokers: dict[str, TokenBroker]
+    """Token brokers by OpenFGA agent id (``agent:executor``): each agent exchanges as its own client."""
     vault: TokenVaultStore
     approvals: ApprovalQueue
     http: httpx.AsyncClient
@@ -65,6 +70,11 @@ class Services:
     threads: ThreadStore
     resource_verifiers: dict[str, TokenVerifier]
     """Verifiers of the demo resource servers, by API name (``tickets``, ``payments``)."""
+
+
+def graph_of(services: Services, thread: dict[str, Any]) -> CompiledStateGraph:
+    """The graph a thread runs (the default graph until its first run)."""
+    return services.graphs[thread.get("assistant_id") or ASSISTANT_ID]
 
 
 def _trusted_issuers(settings: Settings) -> list[TrustedIssuer]:
@@ -135,18 +145,22 @@ async def open_services(settings: Settings, *, tracer_provider: TracerProvider) 
         services = Services(
             settings=settings,
             pool=pool,
-            graph=build_graph(checkpointer=checkpointer),
+            graphs=build_graphs(checkpointer=checkpointer),
+            checkpointer=checkpointer,
             verifier=TokenVerifier(issuers=issuers, audience=settings.audience, http=http),
             authz=authz,
             retriever=AuthorizedRetriever(pool=pool, authz=authz, embeddings=embeddings, tracer=tracer),
             ingestor=Ingestor(pool=pool, authz=authz, embeddings=embeddings),
             tools=tools,
-            broker=TokenBroker(
-                token_endpoint=settings.token_endpoint,
-                client_id=settings.agent_client_id,
-                client_secret=settings.agent_client_secret.get_secret_value(),
-                tracer=tracer,
-            ),
+            brokers={
+                f"agent:{name}": TokenBroker(
+                    token_endpoint=settings.token_endpoint,
+                    client_id=agent.client_id,
+                    client_secret=agent.client_secret.get_secret_value(),
+                    tracer=tracer,
+                )
+                for name, agent in settings.agents.items()
+            },
             vault=TokenVaultStore(pool=pool, secret=settings.vault_key.get_secret_value().encode()),
             approvals=ApprovalQueue(pool=pool, tools=tools),
             http=http,

@@ -6,7 +6,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mandate.graphs import ASSISTANT_ID
 
 __all__ = ["MessageIn", "RunCommand", "RunCreate", "RunInput", "StateUpdate", "ThreadCreate", "ThreadPatch", "ThreadSearch"]
 
@@ -84,7 +83,8 @@ class RunCreate(BaseModel):
     """
 
     model_config = ConfigDict(extra="ignore")
-    assistant_id: str = ASSISTANT_ID
+    assistant_id: str | None = None
+    """Graph id or assistant UUID; omitted, the thread's own assistant (``mandate`` for a new thread)."""
     input: RunInput | None = None
     command: RunCommand | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)

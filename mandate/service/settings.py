@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["IssuerSettings", "Settings"]
+__all__ = ["AgentClientSettings", "IssuerSettings", "Settings"]
 
 DEV_SECRET_PLACEHOLDER = "dev-only-change-me"
 """Default for every secret; accepted only when ``env`` is ``dev`` or ``test``."""
@@ -29,6 +29,20 @@ class IssuerSettings(BaseModel):
     """Whether access tokens must carry ``typ: at+jwt`` (RFC 9068); Auth0 and Keycloak differ."""
     tenant_claim: str = "tenant"
     """Claim holding the tenant id (for example ``https://example.com/tenant`` on Auth0)."""
+
+
+class AgentClientSettings(BaseModel):
+    """The OAuth client an agent authenticates as when it exchanges a user's token (the ``act`` subject)."""
+
+    client_id: str
+    client_secret: SecretStr = SecretStr(DEV_SECRET_PLACEHOLDER)
+
+
+def _default_agents() -> dict[str, AgentClientSettings]:
+    return {
+        "executor": AgentClientSettings(client_id="agent-executor"),
+        "operations": AgentClientSettings(client_id="agent-operations"),
+    }
 
 
 class Settings(BaseSettings):
@@ -68,9 +82,8 @@ class Settings(BaseSettings):
 
     token_endpoint: str = ""
     """Where agents exchange tokens (RFC 8693); defaults to the dev issuer's token endpoint."""
-    agent_client_id: str = "agent-executor"
-    """Client the agents authenticate as when exchanging tokens (the ``act`` subject)."""
-    agent_client_secret: SecretStr = SecretStr(DEV_SECRET_PLACEHOLDER)
+    agents: dict[str, AgentClientSettings] = Field(default_factory=_default_agents)
+    """Agents that call tools, by name (OpenFGA ``agent:<name>``), with their OAuth clients (JSON)."""
     tickets_api_url: str = ""
     """Tickets API base URL (also its token audience); defaults to the demo API in this process."""
     payments_api_url: str = ""
@@ -108,9 +121,12 @@ class Settings(BaseSettings):
         if self.env == "prod":
             if self.dev_issuer:
                 raise ValueError("MANDATE_DEV_ISSUER must be false when MANDATE_ENV=prod")
-            for name in ("agent_client_secret", "pseudonym_key", "vault_key"):
+            for name in ("pseudonym_key", "vault_key"):
                 if getattr(self, name).get_secret_value() == DEV_SECRET_PLACEHOLDER:
                     raise ValueError(f"MANDATE_{name.upper()} must be set to a real secret when MANDATE_ENV=prod")
+            for agent, client in self.agents.items():
+                if client.client_secret.get_secret_value() == DEV_SECRET_PLACEHOLDER:
+                    raise ValueError(f"MANDATE_AGENTS: the client secret of agent {agent!r} must be set when MANDATE_ENV=prod")
         return self
 
     @property

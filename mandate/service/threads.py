@@ -10,7 +10,7 @@ from psycopg.types.json import Jsonb
 from mandate._db import Pool
 from mandate.auth import Principal
 from mandate.service import queries
-from mandate.service.errors import ThreadBusyError, ThreadExistsError, ThreadNotFoundError
+from mandate.service.errors import ThreadBoundError, ThreadBusyError, ThreadExistsError, ThreadNotFoundError
 
 __all__ = ["ThreadStore"]
 
@@ -67,6 +67,26 @@ class ThreadStore:
         }
         async with self._pool.connection() as conn:
             return list(await (await conn.execute(queries.SEARCH_OWNED_THREADS, params)).fetchall())
+
+    async def bind(self, thread_id: str, graph_id: str | None, *, default: str) -> str:
+        """Bind the thread to the graph of its first run and return the thread's graph.
+
+        Args:
+            thread_id: The thread.
+            graph_id: The graph the run asks for; ``None`` means the thread's own (or ``default``).
+            default: The graph of a thread whose first run names none.
+
+        Raises:
+            ThreadBoundError: The thread already runs another graph.
+        """
+        params = {"thread_id": _uuid(thread_id), "assistant_id": graph_id or default}
+        async with self._pool.connection() as conn:
+            row = await (await conn.execute(queries.BIND_THREAD_ASSISTANT, params)).fetchone()
+        if row is None:
+            raise ThreadNotFoundError("Thread not found.")
+        if graph_id is not None and row["assistant_id"] != graph_id:
+            raise ThreadBoundError(f"This thread runs assistant {row['assistant_id']!r}.")
+        return str(row["assistant_id"])
 
     async def claim(self, thread_id: str) -> None:
         """Mark the thread busy for one run.

@@ -69,8 +69,6 @@ class ToolSpec:
     name: str
     description: str
     args_schema: type[BaseModel]
-    agent: str
-    """The OpenFGA agent that executes it (``agent:executor``); it needs ``invoker`` on the tool."""
     audience: str | None
     """Downstream API base URL and token audience; ``None`` for tools served inside Mandate."""
     relation: str = "can_use"
@@ -158,14 +156,12 @@ def demo_tools(*, tickets_api_url: str, payments_api_url: str) -> ToolRegistry:
                 name="search_documents",
                 description="Search the documents the user may read and answer from them.",
                 args_schema=SearchDocumentsArgs,
-                agent="agent:retriever",
                 audience=None,
             ),
             ToolSpec(
                 name="create_ticket",
                 description="Open a ticket in the tickets system on the user's behalf.",
                 args_schema=CreateTicketArgs,
-                agent="agent:executor",
                 audience=tickets_api_url,
                 scopes=("tickets:write",),
                 sensitivity="write",
@@ -176,7 +172,6 @@ def demo_tools(*, tickets_api_url: str, payments_api_url: str) -> ToolRegistry:
                 name="send_payment",
                 description="Send a payment from the company account.",
                 args_schema=SendPaymentArgs,
-                agent="agent:executor",
                 audience=payments_api_url,
                 scopes=("payments:write",),
                 sensitivity="financial",

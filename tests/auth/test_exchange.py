@@ -16,8 +16,8 @@ from tests.utils.tokens import claims_of
 def _broker(settings: Settings, spans: InMemorySpanExporter) -> TokenBroker:
     return TokenBroker(
         token_endpoint=settings.token_endpoint,
-        client_id=settings.agent_client_id,
-        client_secret=settings.agent_client_secret.get_secret_value(),
+        client_id=settings.agents["executor"].client_id,
+        client_secret=settings.agents["executor"].client_secret.get_secret_value(),
         tracer=build_tracer_provider(spans).get_tracer("test"),
     )
 
@@ -37,7 +37,7 @@ async def test_exchange_caches_per_user_and_never_shares_across_users(
     assert cached == [False, True, False]
     assert claims_of(first.access_token)["sub"] == "alice"
     assert claims_of(bobs.access_token)["sub"] == "bob"
-    assert claims_of(first.access_token)["act"] == {"sub": stack_settings.agent_client_id}
+    assert claims_of(first.access_token)["act"] == {"sub": stack_settings.agents["executor"].client_id}
     assert first.expires_at - claims_of(first.access_token)["iat"] <= 301
     assert first.access_token not in repr(first)
 

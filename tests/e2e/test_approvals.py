@@ -43,7 +43,7 @@ def test_payment_demo_alice_asks_steps_up_bob_approves_one_payment(
     assert stored == ("bob", "invoice 2026-118 checked")
     assert "send_payment: done" in last_answer(response.json()["thread"])
     [(subject, actor, audience, body)] = payments_of(db, thread)
-    assert (subject, actor, audience) == ("alice", stack_settings.agent_client_id, stack_settings.payments_api_url)
+    assert (subject, actor, audience) == ("alice", stack_settings.agents["executor"].client_id, stack_settings.payments_api_url)
     assert body["amount"] == 250.0
 
     replay = _decide(client, bob, item["id"])
@@ -184,7 +184,7 @@ def test_delegated_token_replayed_at_another_audience_is_refused(
             "audience": stack_settings.tickets_api_url,
             "scope": "tickets:write",
         },
-        auth=(stack_settings.agent_client_id, stack_settings.agent_client_secret.get_secret_value()),
+        auth=(stack_settings.agents["executor"].client_id, stack_settings.agents["executor"].client_secret.get_secret_value()),
     )
     assert exchanged.status_code == 200, exchanged.text
     delegated = exchanged.json()["access_token"]
@@ -208,7 +208,7 @@ def test_scope_escalation_in_exchange_is_refused(token: Callable[..., str], stac
             "audience": stack_settings.payments_api_url,
             "scope": "payments:write",
         },
-        auth=(stack_settings.agent_client_id, stack_settings.agent_client_secret.get_secret_value()),
+        auth=(stack_settings.agents["executor"].client_id, stack_settings.agents["executor"].client_secret.get_secret_value()),
     )
     assert escalated.status_code == 400
     assert escalated.json()["error"] == "invalid_scope"

@@ -52,7 +52,7 @@ def test_ticket_approved_creates_exactly_one_ticket_with_delegated_token(
 
     [(subject, actor, audience, scopes, body)] = _tickets_for_thread(db, thread)
     assert subject == "alice"
-    assert actor == stack_settings.agent_client_id
+    assert actor == stack_settings.agents["executor"].client_id
     assert audience == stack_settings.tickets_api_url
     assert scopes == ["tickets:write"]
     assert body["title"] == "VPN is down in Berlin"

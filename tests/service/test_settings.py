@@ -17,16 +17,25 @@ def test_settings_derive_urls_from_host_and_port() -> None:
     assert settings.tickets_api_url == "http://127.0.0.1:8123/demo/tickets"
 
 
+REAL_AGENTS = {"executor": {"client_id": "agent-executor", "client_secret": "s3cret"}}
+
+
 def test_settings_prod_refuses_dev_issuer() -> None:
     with pytest.raises(ValidationError, match="MANDATE_DEV_ISSUER"):
-        Settings(env="prod", agent_client_secret="s3cret", pseudonym_key="k3y", vault_key="v4ult")
+        Settings(env="prod", agents=REAL_AGENTS, pseudonym_key="k3y", vault_key="v4ult")
 
 
-@pytest.mark.parametrize("secret", ["agent_client_secret", "pseudonym_key", "vault_key"])
+@pytest.mark.parametrize("secret", ["pseudonym_key", "vault_key"])
 def test_settings_prod_refuses_placeholder_secrets(secret: str) -> None:
-    values = {"agent_client_secret": "s3cret", "pseudonym_key": "k3y", "vault_key": "v4ult", secret: "dev-only-change-me"}
+    values = {"pseudonym_key": "k3y", "vault_key": "v4ult", secret: "dev-only-change-me"}
     with pytest.raises(ValidationError, match=secret.upper()):
-        Settings(env="prod", dev_issuer=False, **values)
+        Settings(env="prod", dev_issuer=False, agents=REAL_AGENTS, **values)
+
+
+def test_settings_prod_refuses_agent_without_secret() -> None:
+    with pytest.raises(ValidationError, match="agent 'operations'"):
+        Settings(env="prod", dev_issuer=False, pseudonym_key="k3y", vault_key="v4ult",
+                 agents={**REAL_AGENTS, "operations": {"client_id": "agent-operations"}})
 
 
 def test_settings_read_nested_issuers_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,8 +26,8 @@ def ask(client: httpx.Client, token: str, thread_id: str, text: str) -> httpx.Re
 
 
 def resume(client: httpx.Client, token: str, thread_id: str, value: Any) -> httpx.Response:
-    """Resume a paused run with ``value``."""
-    body = {"assistant_id": "mandate", "command": {"resume": value}}
+    """Resume a paused run with ``value`` (on the thread's own assistant)."""
+    body = {"command": {"resume": value}}
     return client.post(f"/threads/{thread_id}/runs/wait", json=body, headers=bearer(token))
 
 

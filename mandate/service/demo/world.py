@@ -35,6 +35,12 @@ DEMO_RELATIONSHIPS: tuple[Relationship, ...] = tuple(
         ("group:globex-staff#member", "viewer", "folder:globex-contracts"),
         ("agent:retriever", "reader_agent", "tenant:acme"),
         ("agent:retriever", "reader_agent", "tenant:globex"),
+        # The supervisor's agents: the researcher reads contracts and engineering, not payroll; the
+        # operations agent may open tickets but not send payments.
+        ("agent:researcher", "reader_agent", "folder:acme-contracts"),
+        ("agent:researcher", "reader_agent", "folder:acme-engineering"),
+        ("agent:researcher", "reader_agent", "folder:globex-contracts"),
+        ("agent:operations", "invoker", "tool:create_ticket"),
         ("agent:executor", "invoker", "tool:create_ticket"),
         ("tenant:acme#member", "can_use", "tool:create_ticket"),
         ("tenant:globex#member", "can_use", "tool:create_ticket"),

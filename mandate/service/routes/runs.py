@@ -113,7 +113,7 @@ async def _stateless(services: Services, principal: Principal) -> str:
 
 async def _drop(services: Services, principal: Principal, thread_id: str) -> None:
     await services.threads.delete(principal, thread_id)
-    await services.graph.checkpointer.adelete_thread(thread_id)  # type: ignore[union-attr]
+    await services.checkpointer.adelete_thread(thread_id)
 
 
 @router.post("/runs/wait")

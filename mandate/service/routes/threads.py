@@ -15,6 +15,7 @@ from mandate.service import queries
 from mandate.service.deps import CurrentPrincipal, ServicesDep
 from mandate.service.errors import InvalidRunError, ThreadExistsError
 from mandate.service.runs import snapshot_body, thread_config
+from mandate.service.runtime import Services, graph_of
 from mandate.service.schemas import StateUpdate, ThreadCreate, ThreadPatch, ThreadSearch
 
 __all__ = ["router", "thread_body"]
@@ -50,8 +51,8 @@ def thread_body(row: dict[str, Any], values: dict[str, Any] | None = None, inter
     )
 
 
-async def _thread_with_values(services: Any, row: dict[str, Any]) -> dict[str, Any]:
-    snapshot = await services.graph.aget_state(thread_config(str(row["thread_id"])))
+async def _thread_with_values(services: Services, row: dict[str, Any]) -> dict[str, Any]:
+    snapshot = await graph_of(services, row).aget_state(thread_config(str(row["thread_id"])))
     interrupts = {t.id: [{"value": i.value, "id": i.id} for i in t.interrupts] for t in snapshot.tasks if t.interrupts}
     return thread_body(row, jsonable_encoder(snapshot.values), interrupts)
 
@@ -97,15 +98,15 @@ async def patch_thread(thread_id: str, body: ThreadPatch, principal: CurrentPrin
 async def delete_thread(thread_id: str, principal: CurrentPrincipal, services: ServicesDep) -> Response:
     """Delete the caller's thread and its checkpoints."""
     await services.threads.delete(principal, thread_id)
-    await services.graph.checkpointer.adelete_thread(thread_id)  # type: ignore[union-attr]
+    await services.checkpointer.adelete_thread(thread_id)
     return Response(status_code=204)
 
 
 @router.get("/{thread_id}/state")
 async def get_state(thread_id: str, principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
     """The thread's current state: values, next nodes, pending interrupts."""
-    await services.threads.get(principal, thread_id)
-    return snapshot_body(await services.graph.aget_state(thread_config(thread_id)))
+    row = await services.threads.get(principal, thread_id)
+    return snapshot_body(await graph_of(services, row).aget_state(thread_config(thread_id)))
 
 
 @router.post("/{thread_id}/state")
@@ -114,10 +115,10 @@ async def update_state(thread_id: str, body: StateUpdate, principal: CurrentPrin
     row = await services.threads.get(principal, thread_id)
     if row["status"] == "busy":
         raise InvalidRunError("A run is in progress on this thread.")
-    nodes = set(services.graph.nodes) - {"__start__"}
-    if body.as_node is not None and body.as_node not in nodes:
+    graph = graph_of(services, row)
+    if body.as_node is not None and body.as_node not in set(graph.nodes) - {"__start__"}:
         raise InvalidRunError(f"Unknown node {body.as_node!r}.")
-    config = await services.graph.aupdate_state(
+    config = await graph.aupdate_state(
         thread_config(thread_id),
         {"messages": [HumanMessage(m.content) for m in body.values.messages]},
         as_node=body.as_node,
@@ -128,22 +129,23 @@ async def update_state(thread_id: str, body: StateUpdate, principal: CurrentPrin
 @router.get("/{thread_id}/state/{checkpoint_id}")
 async def get_state_at(thread_id: str, checkpoint_id: str, principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
     """The thread's state at one checkpoint."""
-    await services.threads.get(principal, thread_id)
-    return snapshot_body(await services.graph.aget_state(thread_config(thread_id, checkpoint_id)))
+    row = await services.threads.get(principal, thread_id)
+    return snapshot_body(await graph_of(services, row).aget_state(thread_config(thread_id, checkpoint_id)))
 
 
 @router.post("/{thread_id}/state/checkpoint")
 async def post_state_at(thread_id: str, body: CheckpointQuery, principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
     """The thread's state at the checkpoint named in the body."""
-    await services.threads.get(principal, thread_id)
+    row = await services.threads.get(principal, thread_id)
     checkpoint_id = body.checkpoint.get("checkpoint_id")
-    return snapshot_body(await services.graph.aget_state(thread_config(thread_id, checkpoint_id)))
+    return snapshot_body(await graph_of(services, row).aget_state(thread_config(thread_id, checkpoint_id)))
 
 
-async def _history(services: Any, thread_id: str, query: HistoryQuery) -> list[dict[str, Any]]:
+async def _history(services: Services, row: dict[str, Any], query: HistoryQuery) -> list[dict[str, Any]]:
+    thread_id = str(row["thread_id"])
     before = query.before.get("checkpoint_id") if isinstance(query.before, dict) else query.before
     states = []
-    async for snapshot in services.graph.aget_state_history(
+    async for snapshot in graph_of(services, row).aget_state_history(
         thread_config(thread_id), limit=query.limit, before=thread_config(thread_id, before) if before else None
     ):
         states.append(snapshot_body(snapshot))
@@ -153,12 +155,10 @@ async def _history(services: Any, thread_id: str, query: HistoryQuery) -> list[d
 @router.post("/{thread_id}/history")
 async def post_history(thread_id: str, body: HistoryQuery, principal: CurrentPrincipal, services: ServicesDep) -> list[dict[str, Any]]:
     """Past states of the thread, newest first."""
-    await services.threads.get(principal, thread_id)
-    return await _history(services, thread_id, body)
+    return await _history(services, await services.threads.get(principal, thread_id), body)
 
 
 @router.get("/{thread_id}/history")
 async def get_history(thread_id: str, principal: CurrentPrincipal, services: ServicesDep, limit: int = 10) -> list[dict[str, Any]]:
     """Past states of the thread, newest first."""
-    await services.threads.get(principal, thread_id)
-    return await _history(services, thread_id, HistoryQuery(limit=limit))
+    return await _history(services, await services.threads.get(principal, thread_id), HistoryQuery(limit=limit))
