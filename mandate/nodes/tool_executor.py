@@ -37,7 +37,7 @@ async def _requester_token(ctx: GraphContext, state: MandateState) -> str | None
     """The requester's own token: this call's if they made it, else the vault's (None if expired)."""
     requester = state["principal"]
     assert requester is not None
-    if ctx.caller.same_subject(requester):
+    if ctx.caller.same_subject(requester) and ctx.subject_token:
         return ctx.subject_token
     return await ctx.vault.get(
         issuer=requester["issuer"], subject=requester["subject"], thread_id=ctx.thread_id, now=ctx.clock()

@@ -32,7 +32,15 @@ from mandate.service.errors import (
 from mandate.service.runtime import Services
 from mandate.service.schemas import RunCreate
 
-__all__ = ["RunEvent", "RunManager", "assistant_uuid", "resolve_assistant", "snapshot_body", "thread_config"]
+__all__ = [
+    "RunEvent",
+    "RunManager",
+    "assistant_uuid",
+    "context_for",
+    "resolve_assistant",
+    "snapshot_body",
+    "thread_config",
+]
 
 WAITS_FOR_OTHERS = ("approval",)
 """Interrupt kinds someone other than the requester answers: the requester's token goes to the vault."""
@@ -107,7 +115,8 @@ def _graph_input(snapshot: StateSnapshot, body: RunCreate, caller: Principal) ->
     return update
 
 
-def _context(services: Services, *, thread_id: str, caller: Principal, token: str) -> GraphContext:
+def context_for(services: Services, *, thread_id: str, caller: Principal, token: str) -> GraphContext:
+    """The runtime context of one call: the services, the verified caller and (only here) their token."""
     return GraphContext(
         caller=caller,
         subject_token=token,
@@ -177,7 +186,7 @@ class RunManager:
         graph = services.graphs[run["graph_id"]]
         config = thread_config(thread_id)
         graph_input = _graph_input(await graph.aget_state(config), body, caller)
-        context = _context(services, thread_id=thread_id, caller=caller, token=token)
+        context = context_for(services, thread_id=thread_id, caller=caller, token=token)
         await services.threads.claim(thread_id)
         thread_status, run_status = "error", "error"
         await self._set_run(run_id, "running")

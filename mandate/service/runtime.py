@@ -37,7 +37,7 @@ from mandate.service.settings import Settings
 from mandate.service.threads import ThreadStore
 from mandate.tools import ToolRegistry, demo_tools
 
-__all__ = ["MODEL_PATH", "Services", "graph_of", "open_services"]
+__all__ = ["MODEL_PATH", "Services", "graph_of", "open_services", "trusted_issuers"]
 
 MODEL_PATH = Path(__file__).resolve().parent.parent / "auth" / "model.fga"
 
@@ -77,7 +77,8 @@ def graph_of(services: Services, thread: dict[str, Any]) -> CompiledStateGraph:
     return services.graphs[thread.get("assistant_id") or ASSISTANT_ID]
 
 
-def _trusted_issuers(settings: Settings) -> list[TrustedIssuer]:
+def trusted_issuers(settings: Settings) -> list[TrustedIssuer]:
+    """The allow-listed issuers of ``settings``, as the verifier takes them."""
     return [
         TrustedIssuer(
             issuer=i.issuer, algorithms=tuple(i.algorithms), require_at_jwt=i.require_at_jwt,
@@ -139,7 +140,7 @@ async def open_services(settings: Settings, *, tracer_provider: TracerProvider) 
         fga = open_fga_client(api_url=settings.fga_api_url, store_id=store_id, model_id=model_id, api_token=api_token)
         authz = OpenFgaAuthorizer(client=fga, model_id=model_id, tracer=tracer)
         embeddings = LexicalEmbeddings()
-        issuers = _trusted_issuers(settings)
+        issuers = trusted_issuers(settings)
         planner, responder = _models(settings)
         tools = demo_tools(tickets_api_url=settings.tickets_api_url, payments_api_url=settings.payments_api_url)
         services = Services(

@@ -1,0 +1,109 @@
+"""``langgraph dev`` (LangGraph Studio's local server) runs Mandate's graphs behind Mandate's auth."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from langgraph_sdk import get_client
+
+from mandate.service import Settings
+from tests.utils.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+TICKET = "Open a ticket: the lamp in room 5 is broken"
+
+
+@pytest.fixture(scope="module")
+def studio_url(stack_settings: Settings, base_url: str) -> Iterator[str]:
+    """``langgraph dev`` offline, trusting the dev issuer of the service under test."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGGRAPH_NO_VERSION_CHECK": "true",
+        "LANGSMITH_TRACING": "false",
+        "MANDATE_ENV": "test",
+        "MANDATE_PUBLIC_URL": base_url,
+        "MANDATE_DATA_DIR": str(stack_settings.data_dir),
+        "MANDATE_DATABASE_URL": stack_settings.database_url,
+        "MANDATE_FGA_API_URL": stack_settings.fga_api_url,
+    }
+    log = (Path(stack_settings.data_dir) / "langgraph-dev.log").open("ab")
+    command = [
+        str(Path(sys.executable).with_name("langgraph")), "dev", "--config", "langgraph.json", "--port", str(port),
+        "--host", "127.0.0.1", "--no-browser", "--no-reload", "--allow-blocking",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, f"langgraph dev exited; see {log.name}"
+            assert time.monotonic() < deadline, f"langgraph dev did not start; see {log.name}"
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+
+async def test_langgraph_dev_runs_graphs_for_a_verified_user(studio_url: str, token: Callable[..., str]) -> None:
+    async with get_client(url=studio_url, api_key=None, headers={"Authorization": f"Bearer {token('alice')}"}) as alice:
+        assert {a["graph_id"] for a in await alice.assistants.search()} == {"mandate", "supervisor"}
+        thread = await alice.threads.create()
+        answer = await alice.runs.wait(
+            thread["thread_id"], "mandate",
+            input={"messages": [{"role": "user", "content": "Summarize the latest contract terms for ACME."}]},
+        )
+        assert "net 45" in answer["messages"][-1]["content"]
+        assert answer["principal"]["subject"] == "alice"
+        graph = await alice.assistants.get_graph("supervisor", xray=True)
+        assert "supervisor" in str(graph)
+
+
+async def test_langgraph_dev_keeps_tokens_out_and_threads_private(
+    studio_url: str, token: Callable[..., str], db: psycopg.Connection
+) -> None:
+    async with (
+        get_client(url=studio_url, api_key=None, headers={"Authorization": f"Bearer {token('alice')}"}) as alice,
+        get_client(url=studio_url, api_key=None, headers={"Authorization": f"Bearer {token('bob')}"}) as bob,
+    ):
+        thread = await alice.threads.create()
+        paused = await alice.runs.wait(thread["thread_id"], "mandate", input={"messages": [{"role": "user", "content": TICKET}]})
+        assert paused["__interrupt__"][0]["value"]["kind"] == "consent"
+        resumed = await alice.runs.wait(
+            thread["thread_id"], "mandate", command={"resume": {"decisions": [{"type": "approve"}]}}
+        )
+        # LangGraph's run store never receives the token, so a delegated call asks for Mandate's server.
+        assert resumed["__interrupt__"][0]["value"]["kind"] == "reauthenticate"
+        effects = db.execute(
+            "SELECT count(*) FROM mandate.demo_effects WHERE body->>'title' = 'the lamp in room 5 is broken'"
+        ).fetchone()
+        assert effects == (0,)
+        with pytest.raises(httpx.HTTPStatusError) as hidden:
+            await bob.threads.get(thread["thread_id"])
+        assert hidden.value.response.status_code == 404
+        assert thread["thread_id"] not in {t["thread_id"] for t in await bob.threads.search(limit=100)}
+
+
+def test_langgraph_dev_refuses_missing_token_and_the_studio_bypass(studio_url: str) -> None:
+    assert httpx.post(f"{studio_url}/threads/search", json={}).status_code in (401, 403)
+    bypass = httpx.post(f"{studio_url}/threads/search", json={}, headers={"x-auth-scheme": "langsmith"})
+    assert bypass.status_code in (401, 403)
+    forged = httpx.post(f"{studio_url}/threads/search", json={}, headers={"Authorization": "Bearer not-a-jwt"})
+    assert forged.status_code == 401
