@@ -61,7 +61,6 @@ def studio_url(stack_settings: Settings, base_url: str) -> Iterator[str]:
         log.close()
 
 
-
 async def test_langgraph_dev_runs_graphs_for_a_verified_user(studio_url: str, token: Callable[..., str]) -> None:
     async with get_client(url=studio_url, api_key=None, headers={"Authorization": f"Bearer {token('alice')}"}) as alice:
         assert {a["graph_id"] for a in await alice.assistants.search()} == {"mandate", "supervisor"}
