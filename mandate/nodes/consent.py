@@ -18,7 +18,6 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from mandate.audit import AuditEvent
 from mandate.auth import AuthError, Relationship
 from mandate.graphs.state import Decision, GraphContext, MandateState, ProposedCall, ToolOutcome
 from mandate.nodes._outcomes import audit_call, outcome
@@ -111,18 +110,7 @@ def make_consent(*, executor: str) -> Node:
         decision = answer["decisions"][0] if error is None else {}
         final = _decided_call(call, spec, decision) if error is None else error
         if isinstance(final, str):
-            await ctx.audit.record(
-                AuditEvent(
-                    tenant=state["principal"]["tenant"],  # type: ignore[index]
-                    event="consent.refused",
-                    actor=ctx.pseudonym(ctx.caller),
-                    thread_id=ctx.thread_id,
-                    agent=executor,
-                    tool=call["name"],
-                    tool_call_id=call["id"],
-                    decision=final,
-                )
-            )
+            await audit_call(ctx, state, call, "consent.refused", final, agent=executor)
             return {"consent_error": final, "consent_pending": True}
         await audit_call(
             ctx, state, final, "consent.decided", decision["type"], agent=executor, policy=str(spec.approval),

@@ -16,7 +16,7 @@ import httpx
 import psycopg
 
 from mandate.service import Settings
-from tests.utils.servers import free_port
+from tests.utils.servers import free_port, wait_until_up
 from tests.utils.threads import ask, bearer, last_answer, new_thread
 from tests.utils.tokens import login
 
@@ -36,15 +36,7 @@ def _service(settings: Settings, port: int, *, delay: float) -> Iterator[subproc
     log = (Path(settings.data_dir) / f"serve-{port}.log").open("ab")
     process = subprocess.Popen([sys.executable, "-m", "mandate.service.cli", "serve"], env=env, stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ok", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, "mandate serve did not start"
-            time.sleep(0.2)
+        wait_until_up(f"http://127.0.0.1:{port}", process, log=log.name, timeout=60)
         yield process
     finally:
         if process.poll() is None:

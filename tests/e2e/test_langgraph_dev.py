@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from langgraph_sdk import get_client
 
 from mandate.service import Settings
-from tests.utils.servers import free_port
+from tests.utils.servers import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
 TICKET = "Open a ticket: the lamp in room 5 is broken"
@@ -44,16 +43,7 @@ def studio_url(stack_settings: Settings, base_url: str) -> Iterator[str]:
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, f"langgraph dev exited; see {log.name}"
-            assert time.monotonic() < deadline, f"langgraph dev did not start; see {log.name}"
-            time.sleep(0.5)
+        wait_until_up(url, process, log=log.name)
         yield url
     finally:
         process.terminate()

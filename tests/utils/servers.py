@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import uvicorn
 
 
@@ -36,3 +38,17 @@ def serve_in_thread(app: Any, *, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], *, log: str, timeout: float = 120) -> None:
+    """Poll ``<url>/ok`` until it answers 200; fail early, naming ``log``, if ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert process.poll() is None, f"the server exited; see {log}"
+        assert time.monotonic() < deadline, f"the server did not start; see {log}"
+        time.sleep(0.2)
