@@ -163,7 +163,7 @@ async def _compile_model(model_path: Path) -> dict[str, Any]:
             stderr=asyncio.subprocess.PIPE,
         )
         stdout, stderr = await asyncio.wait_for(process.communicate(), TRANSFORM_TIMEOUT)
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         raise AuthorizationUnavailableError(f"could not run `fga model transform` on {model_path}") from exc
     if process.returncode != 0:
         detail = stderr.decode(errors="replace").strip()

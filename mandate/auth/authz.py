@@ -15,7 +15,6 @@ from openfga_sdk import ClientConfiguration, OpenFgaClient
 from openfga_sdk.client.models import (
     ClientBatchCheckItem,
     ClientBatchCheckRequest,
-    ClientCheckRequest,
     ClientTuple,
     ClientWriteRequest,
 )

@@ -10,7 +10,13 @@ from psycopg.types.json import Jsonb
 from mandate._db import Pool
 from mandate.auth import Principal
 from mandate.service import queries
-from mandate.service.errors import ThreadBoundError, ThreadBusyError, ThreadExistsError, ThreadNotFoundError
+from mandate.service.errors import (
+    InvalidRunError,
+    ThreadBoundError,
+    ThreadBusyError,
+    ThreadExistsError,
+    ThreadNotFoundError,
+)
 
 __all__ = ["ThreadStore"]
 
@@ -27,8 +33,12 @@ class ThreadStore:
         Raises:
             ThreadExistsError: The id is taken.
         """
+        try:
+            key = uuid.UUID(thread_id) if thread_id else uuid.uuid4()
+        except ValueError:
+            raise InvalidRunError("thread_id must be a UUID.") from None
         params = {
-            "thread_id": _uuid(thread_id) if thread_id else uuid.uuid4(),
+            "thread_id": key,
             "tenant": principal.tenant,
             "issuer": principal.issuer,
             "subject": principal.subject,

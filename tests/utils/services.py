@@ -48,5 +48,5 @@ async def room_services(settings: Settings, *, fga_url: str | None = None) -> As
             ingestor=Ingestor(pool=pool, authz=authz, embeddings=embeddings),
         )
     finally:
-        await authz._client.close()  # noqa: SLF001  (test teardown of the SDK client)
+        await authz._client.close()
         await pool.close()

@@ -98,9 +98,7 @@ async def join_run(thread_id: str, run_id: str, principal: CurrentPrincipal, ser
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel")
-async def cancel_run(
-    thread_id: str, run_id: str, principal: CurrentPrincipal, services: ServicesDep, runs: Runs, wait: bool = False
-) -> dict[str, Any]:
+async def cancel_run(thread_id: str, run_id: str, principal: CurrentPrincipal, services: ServicesDep, runs: Runs) -> dict[str, Any]:
     """Cancel a background run; the thread can be continued from its last checkpoint."""
     await services.threads.get(principal, thread_id)
     return await runs.cancel(thread_id, run_id)
