@@ -41,6 +41,7 @@ def _resource_router(*, api: str, scope: str, body_model: type[BaseModel], id_pr
         caller: Caller,
         services: ServicesDep,
         idempotency_key: Annotated[str | None, Header()] = None,
+        traceparent: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
         if scope not in caller.scopes:
             raise InsufficientScopeError(f"Scope {scope} is required.")
@@ -55,6 +56,7 @@ def _resource_router(*, api: str, scope: str, body_model: type[BaseModel], id_pr
             "audience": services.resource_verifiers[api].audience,
             "scopes": sorted(caller.scopes),
             "body": Jsonb(body.model_dump(mode="json")),  # type: ignore[attr-defined]
+            "traceparent": traceparent,
         }
         async with services.pool.connection() as conn:
             await conn.execute(queries.INSERT_EFFECT, params)

@@ -72,6 +72,8 @@ MIGRATIONS = [
     """,
     # 6: a thread runs one graph (its checkpoints only make sense for that graph).
     "ALTER TABLE mandate.threads ADD COLUMN assistant_id text",
+    # 7: the demo APIs keep the W3C traceparent of each call, as a real API's logs would.
+    "ALTER TABLE mandate.demo_effects ADD COLUMN traceparent text",
 ]
 
 _THREAD_COLUMNS = "thread_id, tenant, status, metadata, created_at, updated_at, assistant_id"
@@ -110,8 +112,8 @@ UPDATE mandate.threads SET status = %(status)s, updated_at = now() WHERE thread_
 DELETE_THREAD = "DELETE FROM mandate.threads WHERE thread_id = %(thread_id)s"
 
 INSERT_EFFECT = """
-INSERT INTO mandate.demo_effects (api, idempotency_key, id, subject, actor, audience, scopes, body)
-VALUES (%(api)s, %(key)s, %(id)s, %(subject)s, %(actor)s, %(audience)s, %(scopes)s, %(body)s)
+INSERT INTO mandate.demo_effects (api, idempotency_key, id, subject, actor, audience, scopes, body, traceparent)
+VALUES (%(api)s, %(key)s, %(id)s, %(subject)s, %(actor)s, %(audience)s, %(scopes)s, %(body)s, %(traceparent)s)
 ON CONFLICT (api, idempotency_key) DO NOTHING
 """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from opentelemetry import propagate
 
 from mandate.auth import DelegatedToken
 from mandate.tools.errors import DownstreamError
@@ -31,12 +32,10 @@ async def call_downstream(
     """
     if spec.audience is None:
         raise DownstreamError(f"Tool {spec.name} has no downstream API.")
+    headers = {"Authorization": f"Bearer {token.access_token}", "Idempotency-Key": idempotency_key}
+    propagate.inject(headers)  # W3C traceparent: the API's own logs join this run's trace
     try:
-        response = await http.post(
-            spec.audience,
-            json=args,
-            headers={"Authorization": f"Bearer {token.access_token}", "Idempotency-Key": idempotency_key},
-        )
+        response = await http.post(spec.audience, json=args, headers=headers)
     except httpx.HTTPError as exc:
         raise DownstreamError(f"{spec.name}: the downstream API could not be reached.") from exc
     if response.status_code >= 400:

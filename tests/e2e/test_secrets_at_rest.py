@@ -52,7 +52,7 @@ def test_database_holds_no_jwt_after_runs(
 
 
 def test_spans_cover_nodes_and_decisions_without_tokens_or_names(
-    client: httpx.Client, token: Callable[..., str], spans: InMemorySpanExporter
+    client: httpx.Client, token: Callable[..., str], spans: InMemorySpanExporter, db: psycopg.Connection
 ) -> None:
     spans.clear()
     _run_every_flow(client, token)
@@ -81,6 +81,9 @@ def test_spans_cover_nodes_and_decisions_without_tokens_or_names(
     callers = {s.attributes["mandate.caller"] for s in finished if s.name == "invoke_agent mandate"}
     assert all(str(c).startswith("psn_") for c in callers)
     roots = [s for s in finished if s.name == "invoke_agent mandate"]
+    tool_span = next(s for s in finished if s.name == "execute_tool create_ticket")
+    traceparents = [row[0] for row in db.execute("SELECT traceparent FROM mandate.demo_effects WHERE traceparent IS NOT NULL")]
+    assert any(tp.split("-")[1] == format(tool_span.context.trace_id, "032x") for tp in traceparents)
     for root in roots:
         assert root.parent is None
     node_spans = [s for s in finished if s.name.startswith("node ")]
