@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -11,7 +12,7 @@ from mandate.audit import build_tracer_provider
 from mandate.service import Settings, create_app
 from tests.utils.openai_double import ChatDouble
 from tests.utils.servers import free_port, serve_in_thread
-from tests.utils.threads import ask, last_answer, new_thread, resume
+from tests.utils.threads import ask, bearer, last_answer, new_thread, resume
 from tests.utils.tokens import login
 
 
@@ -84,3 +85,36 @@ def test_llm_responder_sees_only_authorized_context(
     else:
         assert "net 45" in prompts
         assert expected in last_answer(values)
+
+
+def test_stream_modes_messages_and_debug_reach_the_client(llm_app: str) -> None:
+    alice = login(llm_app, "alice")
+    body = {
+        "assistant_id": "mandate",
+        "input": {"messages": [{"role": "user", "content": "What does the contract say?"}]},
+        "stream_mode": ["messages-tuple", "debug", "custom"],
+    }
+    with httpx.Client(base_url=llm_app, timeout=60) as client:
+        thread = new_thread(client, alice)
+        with client.stream("POST", f"/threads/{thread}/runs/stream", json=body, headers=bearer(alice)) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            events = [line.removeprefix("event: ").strip() for line in response.iter_lines() if line.startswith("event:")]
+    assert events[0] == "metadata" and events[-1] == "end"
+    assert "messages" in events and "debug" in events
+
+
+def test_background_run_cancelled_mid_flight_can_be_continued(llm_app: str) -> None:
+    alice = login(llm_app, "alice")
+    body = {"input": {"messages": [{"role": "user", "content": "What does the contract say? take your time"}]}}
+    with httpx.Client(base_url=llm_app, timeout=60) as client:
+        thread = new_thread(client, alice)
+        run = client.post(f"/threads/{thread}/runs", json=body, headers=bearer(alice)).json()
+        deadline = time.monotonic() + 30
+        while client.get(f"/threads/{thread}/runs/{run['run_id']}", headers=bearer(alice)).json()["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        cancelled = client.post(f"/threads/{thread}/runs/{run['run_id']}/cancel", headers=bearer(alice)).json()
+        assert cancelled["status"] == "interrupted"
+        state = client.get(f"/threads/{thread}/state", headers=bearer(alice)).json()
+        assert state["next"]  # stopped between nodes, nothing lost
+        assert client.get(f"/threads/{thread}", headers=bearer(alice)).json()["status"] == "interrupted"

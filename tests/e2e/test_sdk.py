@@ -123,3 +123,14 @@ def _isolation(alice: Any, bob: Any, anonymous: Any) -> None:
     assert thread["thread_id"] not in {t["thread_id"] for t in bob.threads.search(limit=100)}
     with pytest.raises(Exception, match="bearer token is required"):
         anonymous.threads.search()
+
+
+def test_assistants_search_accepts_studios_text_plain_body_and_openapi_is_served(
+    base_url: str, token: Callable[..., str]
+) -> None:
+    headers = {"Authorization": f"Bearer {token('alice')}", "Content-Type": "text/plain;charset=UTF-8"}
+    found = httpx.post(f"{base_url}/assistants/search", content='{"graph_id":"supervisor","limit":10}', headers=headers)
+    assert found.status_code == 200
+    assert [a["graph_id"] for a in found.json()] == ["supervisor"]
+    paths = httpx.get(f"{base_url}/openapi.json").json()["paths"]
+    assert {"/threads/{thread_id}/runs/stream", "/approvals/{approval_id}/decision", "/assistants/search"} <= set(paths)

@@ -7,6 +7,7 @@ and the user text matches a rule, otherwise a text answer that lists the context
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.responses import StreamingResponse
 
 
 @dataclass(kw_only=True)
@@ -23,16 +25,24 @@ class ChatDouble:
 
     rules: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    slow_marker: str = "take your time"
+    """User text containing this makes the model answer after ``slow_seconds`` (to cancel runs mid-flight)."""
+    slow_seconds: float = 10.0
 
     def app(self) -> FastAPI:
         """The HTTP app serving ``POST /v1/chat/completions``."""
         api = FastAPI()
 
-        @api.post("/v1/chat/completions")
-        async def completions(request: Request) -> dict[str, Any]:
+        @api.post("/v1/chat/completions", response_model=None)
+        async def completions(request: Request) -> dict[str, Any] | StreamingResponse:
             body = await request.json()
             self.requests.append({"body": body, "headers": dict(request.headers)})
-            return self._reply(body)
+            if self.slow_marker in json.dumps(body):
+                await asyncio.sleep(self.slow_seconds)
+            reply = self._reply(body)
+            if body.get("stream"):
+                return StreamingResponse(_as_chunks(reply), media_type="text/event-stream")
+            return reply
 
         return api
 
@@ -62,3 +72,19 @@ class ChatDouble:
             "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if "tool_calls" in message else "stop"}],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }
+
+
+async def _as_chunks(reply: dict[str, Any]) -> Any:
+    """The same reply as OpenAI's streaming wire format: ``chat.completion.chunk`` events, then [DONE]."""
+    choice = reply["choices"][0]
+    message = choice["message"]
+    delta: dict[str, Any] = {"role": "assistant", "content": message.get("content") or ""}
+    if "tool_calls" in message:
+        delta["tool_calls"] = [{**call, "index": i} for i, call in enumerate(message["tool_calls"])]
+    for part in (
+        {"index": 0, "delta": delta, "finish_reason": None},
+        {"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]},
+    ):
+        chunk = {key: reply[key] for key in ("id", "created", "model")} | {"object": "chat.completion.chunk", "choices": [part]}
+        yield f"data: {json.dumps(chunk)}\n\n"
+    yield "data: [DONE]\n\n"

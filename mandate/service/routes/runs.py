@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from mandate.service.schemas import RunCreate
 __all__ = ["router"]
 
 router = APIRouter(tags=["runs"])
+_log = logging.getLogger(__name__)
 
 
 async def _owned_thread(services: Services, principal: Principal, thread_id: str, body: RunCreate) -> None:
@@ -39,6 +41,9 @@ def _sse(runs: RunManager, run: dict[str, Any], body: RunCreate, caller: Princip
                 yield {"event": event.event, "data": json.dumps(event.data, default=str)}
         except AppError as exc:  # after the stream started, an error is an event, never a trace
             yield {"event": "error", "data": json.dumps({"error": exc.code, "message": exc.message})}
+        except Exception as exc:  # noqa: BLE001  (the same for a failure we did not foresee)
+            _log.error("run %s failed while streaming: %s", run["run_id"], type(exc).__name__)
+            yield {"event": "error", "data": json.dumps({"error": "internal_error", "message": "Internal error."})}
 
     location = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
     return EventSourceResponse(stream(), headers={"Content-Location": location, "Cache-Control": "no-store"})
