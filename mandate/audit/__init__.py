@@ -1,19 +1,70 @@
-"""Audit: tracer setup, the durable audit log and pseudonymous ids."""
+"""Audit: tracer setup, the hash-chained audit log, its verifier, queries, retention and pseudonyms."""
 
-from mandate.audit.errors import AuditError, AuditUnavailableError
-from mandate.audit.log import AuditEvent, AuditLog, AuditSink
+from mandate.audit.errors import (
+    AuditError,
+    AuditForbiddenError,
+    AuditIntegrityError,
+    AuditKeyError,
+    AuditUnavailableError,
+    TracingConfigError,
+)
+from mandate.audit.log import CHECKPOINT_EVERY, AppendedRecord, AuditEvent, AuditLog, AuditSink
 from mandate.audit.pseudonym import Pseudonymizer
 from mandate.audit.queries import MIGRATIONS
-from mandate.audit.tracing import TRACER_NAME, build_tracer_provider
+from mandate.audit.query import (
+    AuditQuery,
+    AuditRecord,
+    export_records,
+    open_tool_calls,
+    search_records,
+    thread_timeline,
+)
+from mandate.audit.retention import ErasureResult, PurgeResult, erase_subject, purge_records
+from mandate.audit.signing import (
+    DEV_SIGNING_KEY_FILE,
+    Checkpoint,
+    CheckpointSigner,
+    load_public_key,
+    load_signing_key,
+    public_key_pem,
+)
+from mandate.audit.tracing import TRACER_NAME, build_tracer_provider, tracer_provider_from_env
+from mandate.audit.verify import ChainProblem, ChainReport, verify_chains
 
 __all__ = [
+    "CHECKPOINT_EVERY",
+    "DEV_SIGNING_KEY_FILE",
     "MIGRATIONS",
     "TRACER_NAME",
+    "AppendedRecord",
     "AuditError",
     "AuditEvent",
+    "AuditForbiddenError",
+    "AuditIntegrityError",
+    "AuditKeyError",
     "AuditLog",
+    "AuditQuery",
+    "AuditRecord",
     "AuditSink",
     "AuditUnavailableError",
+    "ChainProblem",
+    "ChainReport",
+    "Checkpoint",
+    "CheckpointSigner",
+    "ErasureResult",
     "Pseudonymizer",
+    "PurgeResult",
+    "TracingConfigError",
     "build_tracer_provider",
+    "erase_subject",
+    "export_records",
+    "load_public_key",
+    "load_signing_key",
+    "open_tool_calls",
+    "public_key_pem",
+    "purge_records",
+    "search_records",
+    "thread_timeline",
+    "tracer_provider_from_env",
+    "verify_chains",
 ]

@@ -11,7 +11,7 @@ from opentelemetry.trace import TracerProvider
 from mandate.auth.dev_issuer import DEMO_USERS, DEV_CLI_CLIENT_ID, TOKEN_EXCHANGE_GRANT, DevClient, create_dev_issuer_app
 from mandate.service.demo_apis import demo_apis_router
 from mandate.service.errors import install_error_handlers
-from mandate.service.routes import approvals, assistants, meta, runs, threads, ui
+from mandate.service.routes import approvals, assistants, audit, meta, runs, threads, ui
 from mandate.service.runs import RunManager
 from mandate.service.runtime import open_services
 from mandate.service.settings import Settings
@@ -52,6 +52,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider) -> FastAP
     app.include_router(runs.router)
     app.include_router(assistants.router)
     app.include_router(approvals.router)
+    app.include_router(audit.router)
     app.include_router(ui.router)
     if settings.dev_issuer:
         app.mount(

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import httpx
 import uvicorn
 
+from mandate.service.audit_cli import add_audit_commands
 from mandate.service.settings import Settings
 
 __all__ = ["main"]
 
 
 def _serve(settings: Settings) -> None:
-    from mandate.audit import build_tracer_provider
+    from mandate.audit import tracer_provider_from_env
     from mandate.service.app import create_app
 
-    app = create_app(settings, tracer_provider=build_tracer_provider())
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    tracer_provider = tracer_provider_from_env(os.environ)  # OTEL_* picks the exporters
+    try:
+        app = create_app(settings, tracer_provider=tracer_provider)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    finally:
+        tracer_provider.shutdown()  # flush batched spans
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
@@ -83,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--password", default="demo")
     token.add_argument("--otp", help="the dev second factor (000000) for an MFA-level token")
     token.set_defaults(run=_cmd_token)
+    add_audit_commands(commands)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

@@ -206,6 +206,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "issuer_unavailable": 503,
     "authz_unavailable": 503,
     "audit_unavailable": 503,
+    "audit_forbidden": 403,
     "retrieval_unavailable": 503,
     "token_exchange_failed": 502,
     "downstream_failed": 502,

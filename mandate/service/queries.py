@@ -74,6 +74,8 @@ MIGRATIONS = [
     "ALTER TABLE mandate.threads ADD COLUMN assistant_id text",
     # 7: the demo APIs keep the W3C traceparent of each call, as a real API's logs would.
     "ALTER TABLE mandate.demo_effects ADD COLUMN traceparent text",
+    # 8: where a paused run's trace continues when the thread is resumed (one trace per run).
+    "ALTER TABLE mandate.threads ADD COLUMN traceparent text",
 ]
 
 _THREAD_COLUMNS = "thread_id, tenant, status, metadata, created_at, updated_at, assistant_id"
@@ -102,11 +104,12 @@ LIMIT %(limit)s OFFSET %(offset)s
 CLAIM_THREAD_FOR_RUN = """
 UPDATE mandate.threads SET status = 'busy', updated_at = now()
 WHERE thread_id = %(thread_id)s AND status <> 'busy'
-RETURNING thread_id
+RETURNING thread_id, traceparent
 """
 
 SET_THREAD_STATUS = """
-UPDATE mandate.threads SET status = %(status)s, updated_at = now() WHERE thread_id = %(thread_id)s
+UPDATE mandate.threads SET status = %(status)s, traceparent = %(traceparent)s, updated_at = now()
+WHERE thread_id = %(thread_id)s
 """
 
 DELETE_THREAD = "DELETE FROM mandate.threads WHERE thread_id = %(thread_id)s"

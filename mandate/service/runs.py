@@ -17,6 +17,7 @@ from typing import Any
 from fastapi.encoders import jsonable_encoder
 from langchain_core.messages import HumanMessage
 from langgraph.types import Command, StateSnapshot
+from opentelemetry import propagate
 from psycopg.types.json import Jsonb
 
 from mandate.auth import Principal
@@ -187,12 +188,17 @@ class RunManager:
         config = thread_config(thread_id)
         graph_input = _graph_input(await graph.aget_state(config), body, caller)
         context = context_for(services, thread_id=thread_id, caller=caller, token=token)
-        await services.threads.claim(thread_id)
+        services.audit.remember_subject(pseudonym=context.pseudonym(caller), issuer=caller.issuer, subject=caller.subject)
+        paused_in = await services.threads.claim(thread_id)
+        # A resumed run continues the trace it paused in: one trace per run, however long the wait.
+        parent = propagate.extract({"traceparent": paused_in}) if paused_in and body.command is not None else None
+        carrier: dict[str, str] = {}
         thread_status, run_status = "error", "error"
         await self._set_run(run_id, "running")
         try:
             yield RunEvent(event="metadata", data={"run_id": run_id, "attempt": 1})
-            with services.tracer.start_as_current_span(f"invoke_agent {run['graph_id']}") as span:
+            with services.tracer.start_as_current_span(f"invoke_agent {run['graph_id']}", context=parent) as span:
+                propagate.inject(carrier)
                 span.set_attribute("gen_ai.operation.name", "invoke_agent")
                 span.set_attribute("gen_ai.agent.id", run["graph_id"])
                 span.set_attribute("gen_ai.conversation.id", thread_id)
@@ -221,7 +227,8 @@ class RunManager:
             thread_status, run_status = "interrupted", "interrupted"
             raise
         finally:
-            await services.threads.release(thread_id, thread_status)
+            paused = carrier.get("traceparent") if thread_status == "interrupted" else None
+            await services.threads.release(thread_id, thread_status, traceparent=paused)
             await self._set_run(run_id, run_status)
 
     async def wait(self, run: dict[str, Any], *, body: RunCreate, caller: Principal, token: str) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from mandate.nodes import LlmPlanner, LlmResponder, OfflinePlanner, OfflineRespo
 from mandate.retrieval import AuthorizedRetriever, Ingestor, LexicalEmbeddings
 from mandate.service import queries
 from mandate.service.approvals import ApprovalQueue
+from mandate.service.audit_cli import audit_signer
 from mandate.service.demo import seed_demo_world
 from mandate.service.settings import Settings
 from mandate.service.threads import ThreadStore
@@ -165,7 +166,7 @@ async def open_services(settings: Settings, *, tracer_provider: TracerProvider) 
             vault=TokenVaultStore(pool=pool, secret=settings.vault_key.get_secret_value().encode()),
             approvals=ApprovalQueue(pool=pool, tools=tools),
             http=http,
-            audit=AuditLog(pool=pool),
+            audit=AuditLog(pool=pool, signer=audit_signer(settings)),
             planner=planner,
             responder=responder,
             pseudonymize=Pseudonymizer(settings.pseudonym_key.get_secret_value().encode()),

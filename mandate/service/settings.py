@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     """Secret from which the token vault's AES-256-GCM key is derived."""
     pseudonym_key: SecretStr = SecretStr(DEV_SECRET_PLACEHOLDER)
     """HMAC key that turns subjects into pseudonymous ids in spans and audit rows."""
+    audit_signing_key: SecretStr | None = None
+    """Ed25519 private key (PEM) signing audit checkpoints; unset in dev/test: a generated key under ``data_dir``."""
+    audit_retention_days: int | None = Field(default=None, ge=1)
+    """Days audit records are kept: ``mandate audit purge`` removes older ones. Unset keeps them."""
     demo_api_delay: float = 0.0
     """Seconds the demo APIs wait after committing an effect before answering (crash rehearsals)."""
     seed_demo: bool = True
@@ -127,6 +131,8 @@ class Settings(BaseSettings):
             for agent, client in self.agents.items():
                 if client.client_secret.get_secret_value() == DEV_SECRET_PLACEHOLDER:
                     raise ValueError(f"MANDATE_AGENTS: the client secret of agent {agent!r} must be set when MANDATE_ENV=prod")
+            if self.audit_signing_key is None:
+                raise ValueError("MANDATE_AUDIT_SIGNING_KEY must be set when MANDATE_ENV=prod")
         return self
 
     @property

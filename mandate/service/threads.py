@@ -98,8 +98,8 @@ class ThreadStore:
             raise ThreadBoundError(f"This thread runs assistant {row['assistant_id']!r}.")
         return str(row["assistant_id"])
 
-    async def claim(self, thread_id: str) -> None:
-        """Mark the thread busy for one run.
+    async def claim(self, thread_id: str) -> str | None:
+        """Mark the thread busy for one run; returns the W3C traceparent of the run it paused in, if any.
 
         Raises:
             ThreadBusyError: Another run holds it.
@@ -108,11 +108,13 @@ class ThreadStore:
             row = await (await conn.execute(queries.CLAIM_THREAD_FOR_RUN, {"thread_id": _uuid(thread_id)})).fetchone()
         if row is None:
             raise ThreadBusyError("A run is already in progress on this thread.")
+        return row["traceparent"]
 
-    async def release(self, thread_id: str, status: str) -> None:
-        """Record how the run left the thread (``idle``, ``interrupted`` or ``error``)."""
+    async def release(self, thread_id: str, status: str, *, traceparent: str | None = None) -> None:
+        """Record how the run left the thread (``idle``, ``interrupted`` or ``error``) and, if paused, its trace."""
+        params = {"thread_id": _uuid(thread_id), "status": status, "traceparent": traceparent}
         async with self._pool.connection() as conn:
-            await conn.execute(queries.SET_THREAD_STATUS, {"thread_id": _uuid(thread_id), "status": status})
+            await conn.execute(queries.SET_THREAD_STATUS, params)
 
     async def delete(self, principal: Principal, thread_id: str) -> None:
         """Delete the caller's thread row (checkpoints are deleted by the caller)."""

@@ -13,6 +13,8 @@ from selenium.common.exceptions import NoSuchElementException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.utils.approvals import OTP, payments_of, pending_payment
 from tests.utils.browser import headless_chromium, sign_in, submit
@@ -100,7 +102,8 @@ def test_approver_page_non_approver_sees_nothing_and_signs_out(
     assert not _listed(browser, thread)
     submit(browser, "#sign-out")
     assert browser.get_cookie("mandate_ui") is None
-    assert browser.find_element(By.NAME, "username").is_displayed()
+    signed_out = WebDriverWait(browser, 10).until(expected_conditions.visibility_of_element_located((By.NAME, "username")))
+    assert signed_out.is_displayed()
 
 
 def test_approver_page_rejected_item_disappears_and_pays_nothing(

@@ -59,7 +59,9 @@ def submit(driver: WebDriver, button_selector: str) -> None:
     """Click a submit button and wait until the next page has replaced this one."""
     button = driver.find_element(By.CSS_SELECTOR, button_selector)
     button.click()
-    WebDriverWait(driver, PAGE_TIMEOUT).until(expected_conditions.staleness_of(button))
+    wait = WebDriverWait(driver, PAGE_TIMEOUT)
+    wait.until(expected_conditions.staleness_of(button))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def sign_in(driver: WebDriver, base_url: str, user: str, *, otp: str | None = None) -> None:

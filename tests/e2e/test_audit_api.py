@@ -1,0 +1,145 @@
+"""``/audit``: only OpenFGA auditors of the caller's tenant read its trail, resolved and in order."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from mandate.audit import Pseudonymizer
+from mandate.auth import Relationship, ensure_store_and_model
+from mandate.service import Settings
+from mandate.service.runtime import MODEL_PATH
+from mandate.service.settings import DEV_SECRET_PLACEHOLDER
+from tests.audit.helpers import audit_store_refuses
+from tests.utils.services import authorizer
+from tests.utils.threads import ask, bearer, new_thread, resume
+
+AUDITORS = [Relationship("user:dave", "auditor", "tenant:acme"), Relationship("user:carol", "auditor", "tenant:globex")]
+
+
+@pytest.fixture(scope="module")
+async def auditors(stack_settings: Settings) -> AsyncIterator[None]:
+    """dave audits acme and carol audits globex, in the real OpenFGA, for this module only."""
+    store_id, model_id = await ensure_store_and_model(
+        api_url=stack_settings.fga_api_url, store_name=stack_settings.fga_store_name, model_path=MODEL_PATH
+    )
+    authz = authorizer(stack_settings.fga_api_url, store_id, model_id)
+    await authz.write(writes=AUDITORS)
+    try:
+        yield
+    finally:
+        await authz.write(deletes=AUDITORS)
+        await authz._client.close()  # noqa: SLF001  (test teardown of the SDK client)
+
+
+def _pseudonym(stack_settings: Settings, user: str) -> str:
+    return Pseudonymizer(DEV_SECRET_PLACEHOLDER.encode())(stack_settings.dev_issuer_url, user)
+
+
+def _ticket_thread(client: httpx.Client, token: Callable[..., str], title: str) -> str:
+    alice = token("alice")
+    thread = new_thread(client, alice)
+    ask(client, alice, thread, f"Open a ticket: {title}")
+    resume(client, alice, thread, {"decisions": [{"type": "approve"}]})
+    return thread
+
+
+def _get(client: httpx.Client, token: str, path: str, **params: Any) -> httpx.Response:
+    return client.get(path, params=params, headers=bearer(token))
+
+
+@pytest.mark.usefixtures("auditors")
+def test_audit_api_refuses_non_auditors_and_records_the_attempt(
+    client: httpx.Client, token: Callable[..., str], stack_settings: Settings
+) -> None:
+    alice = token("alice")
+    for path in ("/audit", "/audit/threads/any/timeline", "/audit/open"):
+        response = _get(client, alice, path)
+        assert response.status_code == 403, response.text
+        assert response.json()["code"] == "audit_forbidden"
+    assert _get(client, "not-a-token", "/audit").status_code == 401
+    denied = _get(client, token("dave"), "/audit", event="audit.read", decision="denied",
+                  user=_pseudonym(stack_settings, "alice")).json()["records"]
+    assert len(denied) >= 3
+
+
+@pytest.mark.usefixtures("auditors")
+def test_audit_api_shows_only_the_auditors_tenant(client: httpx.Client, token: Callable[..., str]) -> None:
+    thread = _ticket_thread(client, token, "toner empty on floor 2")
+    acme = _get(client, token("dave"), "/audit", thread_id=thread).json()["records"]
+    assert {r["event"] for r in acme} == {"consent.decided", "tool.started", "tool.succeeded"}
+    assert all(r["tenant"] == "acme" for r in acme)
+    assert _get(client, token("carol"), "/audit", thread_id=thread).json()["records"] == []
+    assert _get(client, token("carol"), f"/audit/threads/{thread}/timeline").json()["entries"] == []
+
+
+@pytest.mark.usefixtures("auditors")
+def test_audit_api_filters_pages_and_resolves_pseudonyms(
+    client: httpx.Client, token: Callable[..., str], stack_settings: Settings
+) -> None:
+    since = datetime.now(UTC).isoformat()
+    threads = [_ticket_thread(client, token, f"desk lamp {n}") for n in range(2)]
+    dave = token("dave")
+    mine = _get(client, dave, "/audit", user="alice", tool="create_ticket", since=since).json()["records"]
+    assert {r["thread_id"] for r in mine} == set(threads)
+    assert all(r["actor"] == _pseudonym(stack_settings, "alice") for r in mine)
+    assert all(r["actor_identity"] == {"issuer": stack_settings.dev_issuer_url, "subject": "alice"} for r in mine)
+    started = _get(client, dave, "/audit", agent="agent:executor", event="tool.started", decision="allowed",
+                   since=since).json()["records"]
+    assert [r["thread_id"] for r in started] == threads[::-1]
+    assert _get(client, dave, "/audit", since=since, until=since).json()["records"] == []
+    first = _get(client, dave, "/audit", since=since, tool="create_ticket", limit=4).json()
+    rest = _get(client, dave, "/audit", since=since, tool="create_ticket", cursor=first["next_cursor"]).json()
+    seqs = [r["seq"] for r in first["records"] + rest["records"]]
+    assert seqs == sorted(seqs, reverse=True) and len(seqs) == len(set(seqs)) == 6
+    assert rest["next_cursor"] is None
+    assert _get(client, dave, "/audit", limit=0).status_code == 422
+
+
+@pytest.mark.usefixtures("auditors")
+def test_audit_api_shows_no_identity_for_a_tampered_directory_entry(
+    client: httpx.Client, token: Callable[..., str], db: psycopg.Connection, stack_settings: Settings
+) -> None:
+    thread = _ticket_thread(client, token, "chair squeaks")
+    alice = _pseudonym(stack_settings, "alice")
+    db.execute("UPDATE mandate.audit_subjects SET subject = 'bob' WHERE pseudonym = %s", (alice,))
+    try:
+        records = _get(client, token("dave"), "/audit", thread_id=thread).json()["records"]
+    finally:
+        db.execute("UPDATE mandate.audit_subjects SET subject = 'alice' WHERE pseudonym = %s", (alice,))
+    assert records and all(r["actor"] == alice and r["actor_identity"] is None for r in records)
+
+
+@pytest.mark.usefixtures("auditors")
+def test_audit_timeline_says_who_did_what_in_order(
+    client: httpx.Client, token: Callable[..., str], stack_settings: Settings
+) -> None:
+    thread = _ticket_thread(client, token, "window will not close")
+    body = _get(client, token("dave"), f"/audit/threads/{thread}/timeline").json()
+    entries = [(e["event"], e["actor_identity"]["subject"], e["decision"]) for e in body["entries"]]
+    assert entries == [("consent.decided", "alice", "approve"), ("tool.started", "alice", "allowed"),
+                       ("tool.succeeded", "alice", "ok")]
+    assert body["open_tool_calls"] == 0
+    assert [e["seq"] for e in body["entries"]] == sorted(e["seq"] for e in body["entries"])
+
+
+@pytest.mark.usefixtures("auditors")
+def test_audit_crash_between_start_and_end_leaves_a_visible_open_record(
+    client: httpx.Client, token: Callable[..., str], db: psycopg.Connection
+) -> None:
+    alice = token("alice")
+    thread = new_thread(client, alice)
+    ask(client, alice, thread, "Open a ticket: fire door jammed")
+    with audit_store_refuses(db, "tool.succeeded"):  # the tool ran; its end never reached the log
+        assert resume(client, alice, thread, {"decisions": [{"type": "approve"}]}).status_code == 503
+    dave = token("dave")
+    timeline = _get(client, dave, f"/audit/threads/{thread}/timeline").json()
+    assert timeline["open_tool_calls"] == 1
+    assert [e["open"] for e in timeline["entries"] if e["event"] == "tool.started"] == [True]
+    still_open = _get(client, dave, "/audit/open", older_than=0).json()["records"]
+    assert thread in {r["thread_id"] for r in still_open}
