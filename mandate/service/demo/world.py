@@ -1,6 +1,6 @@
 """The demo world seeded by the dev stack (README walk-through and tests use it).
 
-acme: alice (finance), dave (engineering), bob (management, approver). globex: carol.
+acme: alice (finance), dave (engineering), bob (management, approver, auditor). globex: carol.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ DEMO_RELATIONSHIPS: tuple[Relationship, ...] = tuple(
         ("user:dave", "member", "tenant:acme"),
         ("user:bob", "member", "tenant:acme"),
         ("user:bob", "approver", "tenant:acme"),
+        ("user:bob", "auditor", "tenant:acme"),
         ("user:carol", "member", "tenant:globex"),
         ("user:alice", "member", "group:acme-finance"),
         ("user:dave", "member", "group:acme-engineering"),
