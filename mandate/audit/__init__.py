@@ -11,6 +11,7 @@ from mandate.audit.errors import (
 from mandate.audit.log import CHECKPOINT_EVERY, AppendedRecord, AuditEvent, AuditLog, AuditSink
 from mandate.audit.pseudonym import Pseudonymizer
 from mandate.audit.queries import MIGRATIONS
+from mandate.audit.redaction import REDACTED, redact
 from mandate.audit.query import (
     AuditQuery,
     AuditRecord,
@@ -35,6 +36,7 @@ __all__ = [
     "CHECKPOINT_EVERY",
     "DEV_SIGNING_KEY_FILE",
     "MIGRATIONS",
+    "REDACTED",
     "TRACER_NAME",
     "AppendedRecord",
     "AuditError",
@@ -62,6 +64,7 @@ __all__ = [
     "load_signing_key",
     "open_tool_calls",
     "public_key_pem",
+    "redact",
     "purge_records",
     "search_records",
     "thread_timeline",

@@ -122,6 +122,8 @@ class GraphContext:
     pseudonymize: Callable[[str, str], str]
     tracer: trace.Tracer
     clock: Callable[[], float]
+    trace_content: bool = False
+    """Whether spans may carry (redacted) user messages and tool arguments; off by default."""
 
     def pseudonym(self, principal: Principal | PrincipalState) -> str:
         """The pseudonymous id of ``principal`` (for audit rows and spans)."""

@@ -15,7 +15,9 @@ from typing import Any, Protocol
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 from langgraph.runtime import Runtime
+from opentelemetry import trace
 
+from mandate.audit import redact
 from mandate.auth import AuthError, Relationship
 from mandate.graphs.state import GraphContext, MandateState, ProposedCall, ToolOutcome
 from mandate.nodes._outcomes import audit_call, outcome
@@ -162,7 +164,10 @@ def make_planner(*, executor: str) -> Node:
     async def planner(state: MandateState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
         """Plan the last user message; resets the per-message fields of the state."""
         ctx = runtime.context
-        plan = await ctx.planner.plan(_last_user_text(state), tools=ctx.tools)
+        text = _last_user_text(state)
+        if ctx.trace_content:
+            trace.get_current_span().set_attribute("gen_ai.input.messages", redact(text))
+        plan = await ctx.planner.plan(text, tools=ctx.tools)
         calls = []
         for name, raw_args in plan.calls:
             args = _normalised(ctx.tools, name, raw_args)

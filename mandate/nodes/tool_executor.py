@@ -9,12 +9,13 @@ never doubles an effect.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from mandate.audit import AuditUnavailableError
+from mandate.audit import AuditUnavailableError, redact
 from mandate.auth import AuthError, Relationship
 from mandate.graphs.state import GraphContext, MandateState, ProposedCall, ToolOutcome
 from mandate.nodes._outcomes import audit_call, outcome
@@ -145,6 +146,8 @@ def make_tool_executor(*, agent: str) -> Node:
                 span.set_attribute("gen_ai.tool.name", call["name"])
                 span.set_attribute("gen_ai.tool.call.id", call["id"])
                 span.set_attribute("gen_ai.conversation.id", ctx.thread_id)
+                if ctx.trace_content:
+                    span.set_attribute("gen_ai.tool.call.arguments", redact(json.dumps(call["args"], sort_keys=True)))
                 result = await _execute(ctx, state, call, token, agent=agent)
                 span.set_attribute("mandate.tool.status", result["status"])
                 span.set_attribute("mandate.tool.code", result["code"])

@@ -135,6 +135,7 @@ def context_for(services: Services, *, thread_id: str, caller: Principal, token:
         pseudonymize=services.pseudonymize,
         tracer=services.tracer,
         clock=time.time,
+        trace_content=services.settings.trace_content,
     )
 
 

@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     """Ed25519 private key (PEM) signing audit checkpoints; unset in dev/test: a generated key under ``data_dir``."""
     audit_retention_days: int | None = Field(default=None, ge=1)
     """Days audit records are kept: ``mandate audit purge`` removes older ones. Unset keeps them."""
+    trace_content: bool = False
+    """Opt in to user messages and tool arguments in spans, redacted (tokens, e-mails, IBANs, long numbers)."""
     demo_api_delay: float = 0.0
     """Seconds the demo APIs wait after committing an effect before answering (crash rehearsals)."""
     seed_demo: bool = True
