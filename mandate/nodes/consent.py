@@ -17,6 +17,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
+from opentelemetry import trace
 
 from mandate.auth import AuthError, Relationship
 from mandate.graphs.state import Decision, GraphContext, MandateState, ProposedCall, ToolOutcome
@@ -116,6 +117,11 @@ def make_consent(*, executor: str) -> Node:
             ctx, state, final, "consent.decided", decision["type"], agent=executor, policy=str(spec.approval),
             comment_given=bool(decision.get("message")), original_args_hash=call["args_hash"],
         )
+        span = trace.get_current_span()
+        span.set_attribute("mandate.approval.decision", decision["type"])
+        span.set_attribute("mandate.approval.decider", ctx.pseudonym(ctx.caller))
+        span.set_attribute("mandate.approval.policy", str(spec.approval))
+        span.set_attribute("gen_ai.tool.call.id", call["id"])
         record = Decision(call=final, type=decision["type"], decided_by=ctx.pseudonym(ctx.caller))
         return {"decisions": [*state.get("decisions", []), record], "consent_error": None, "consent_pending": True}
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
+from opentelemetry import trace
 
 from mandate.audit import AuditUnavailableError, redact
 from mandate.auth import AuthError, Relationship
@@ -95,6 +96,9 @@ async def _execute(ctx: GraphContext, state: MandateState, call: ProposedCall, t
         )
     except AuditUnavailableError as exc:
         return outcome(call, "failed", exc.code)  # no durable record, no tool run
+    span = trace.get_current_span()
+    span.set_attribute("mandate.audit.record_id", started)
+    span.set_attribute("mandate.actor_chain", [ctx.brokers[agent].actor, *ctx.caller.actor_chain])
     try:
         delegated = await ctx.brokers[agent].exchange(
             token, issuer=requester["issuer"], subject=requester["subject"], audience=str(spec.audience),

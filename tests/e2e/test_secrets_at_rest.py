@@ -71,6 +71,11 @@ def test_spans_cover_nodes_and_decisions_without_tokens_or_names(
         "mandate.token_exchange",
         "execute_tool create_ticket",
     } <= names
+    tool = next(s for s in finished if s.name == "execute_tool create_ticket")
+    assert tool.attributes["mandate.actor_chain"] == ("agent-executor",)
+    assert len(str(tool.attributes["mandate.audit.record_id"])) >= 8
+    [decided] = [s for s in finished if s.attributes and s.attributes.get("mandate.approval.decision") == "approve"]
+    assert str(decided.attributes["mandate.approval.decider"]).startswith("psn_")
     decisions = [s for s in finished if s.name == "mandate.authz.check"]
     assert {s.attributes["mandate.authz.relation"] for s in decisions} >= {"can_read", "reader_agent", "can_use", "invoker"}
     for span in finished:
