@@ -2,12 +2,13 @@
 
     RetrievalError
     ├── RetrievalUnavailableError   code=retrieval_unavailable (the vector store failed; nothing returned)
-    └── IngestionError              code=ingestion_failed
+    ├── IngestionError              code=ingestion_failed
+    └── IncompleteListingError      code=listing_incomplete (internal: the retriever takes another path)
 """
 
 from mandate.errors import AppError
 
-__all__ = ["IngestionError", "RetrievalError", "RetrievalUnavailableError"]
+__all__ = ["IncompleteListingError", "IngestionError", "RetrievalError", "RetrievalUnavailableError"]
 
 
 class RetrievalError(AppError):
@@ -23,6 +24,15 @@ class RetrievalUnavailableError(RetrievalError):
 
 
 class IngestionError(RetrievalError):
-    """Raised when a document cannot be ingested."""
+    """Raised when a document cannot be ingested or deleted."""
 
     code = "ingestion_failed"
+
+
+class IncompleteListingError(RetrievalError):
+    """Raised when an OpenFGA listing may have been cut short (result cap or deadline).
+
+    Never reaches a caller: the retriever catches it and switches to a path that needs no listing.
+    """
+
+    code = "listing_incomplete"

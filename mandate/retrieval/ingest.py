@@ -2,27 +2,36 @@
 
 Tuples are written first, then the chunks in one transaction. A chunk therefore never exists
 without the tuples that say who may read it; if the chunk write fails, the orphan tuples grant
-nothing because there is nothing to read. Re-ingesting unchanged content is a no-op.
+nothing because there is nothing to read. Each chunk carries its document's ACL tokens (see
+``_acl``). Re-ingesting unchanged content stores nothing new but still merges new sharing.
+Deleting removes the chunks first, then every tuple of the document.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from langchain_core.embeddings import Embeddings
 from langchain_text_splitters import RecursiveCharacterTextSplitter
+from psycopg import AsyncConnection
 from psycopg import Error as PsycopgError
 
 from mandate._db import Pool
 from mandate.auth import Authorizer, Relationship
 from mandate.retrieval import queries
+from mandate.retrieval._acl import document_acl
+from mandate.retrieval.directory import RelationshipDirectory
 from mandate.retrieval.errors import IngestionError
 
-__all__ = ["DocumentSpec", "Ingestor"]
+__all__ = ["DocumentSpec", "FolderSpec", "Ingestor"]
 
 CHUNK_SIZE = 800
 CHUNK_OVERLAP = 100
+WRITE_BATCH = 100
+"""Tuples per OpenFGA write (the server's default ``OPENFGA_MAX_TUPLES_PER_WRITE``)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -40,6 +49,8 @@ class DocumentSpec:
     """Folder id; the document inherits the folder's viewers."""
     viewers: tuple[str, ...] = ()
     """Direct grants as OpenFGA users: ``user:bob``, ``group:acme-finance#member``."""
+    owners: tuple[str, ...] = ()
+    """Owners (``user:bob``); an owner is a viewer."""
 
     def relationships(self) -> list[Relationship]:
         """The tuples that place this document in its tenant, folder and sharing."""
@@ -48,63 +59,165 @@ class DocumentSpec:
         if self.folder:
             tuples.append(Relationship(f"folder:{self.folder}", "parent", obj))
         tuples.extend(Relationship(viewer, "viewer", obj) for viewer in self.viewers)
+        tuples.extend(Relationship(owner, "owner", obj) for owner in self.owners)
+        return tuples
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FolderSpec:
+    """A folder in a tenant, its parent folder and who may view it (documents inherit this)."""
+
+    folder: str
+    tenant: str
+    parent: str | None = None
+    viewers: tuple[str, ...] = ()
+    """Grants as OpenFGA users: ``user:bob``, ``group:acme-legal#member``."""
+
+    def relationships(self) -> list[Relationship]:
+        """The tuples that place this folder in its tenant, under its parent, and share it."""
+        obj = f"folder:{self.folder}"
+        tuples = [Relationship(f"tenant:{self.tenant}", "tenant", obj)]
+        if self.parent:
+            tuples.append(Relationship(f"folder:{self.parent}", "parent", obj))
+        tuples.extend(Relationship(viewer, "viewer", obj) for viewer in self.viewers)
         return tuples
 
 
 class Ingestor:
     """Writes documents into the vector store and their tuples into OpenFGA."""
 
-    def __init__(self, *, pool: Pool, authz: Authorizer, embeddings: Embeddings) -> None:
+    def __init__(
+        self,
+        *,
+        pool: Pool,
+        authz: Authorizer,
+        embeddings: Embeddings,
+        directory: RelationshipDirectory | None = None,
+    ) -> None:
+        """Wire the ingestor.
+
+        Args:
+            pool: The shared database pool.
+            authz: Writes and deletes tuples.
+            embeddings: Embeds chunks; the retriever must embed questions with the same model.
+            directory: Reads a document's tuples so :meth:`delete` removes all of them.
+        """
         self._pool = pool
         self._authz = authz
         self._embeddings = embeddings
+        self._directory = directory
         self._splitter = RecursiveCharacterTextSplitter(chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP)
+
+    async def ensure_folder(self, spec: FolderSpec) -> None:
+        """Write a folder's tuples (idempotent).
+
+        Raises:
+            AuthorizationUnavailableError: OpenFGA erred.
+        """
+        await self._write(writes=spec.relationships())
 
     async def ingest(self, spec: DocumentSpec) -> int:
         """Ingest one document; returns the number of chunks written (0 when unchanged).
 
         Raises:
-            IngestionError: The document is empty or the database rejected it.
+            IngestionError: The document is empty, belongs to another tenant, or the database
+                rejected it.
             AuthorizationUnavailableError: Its tuples could not be written (nothing was stored).
         """
         if not spec.text.strip():
             raise IngestionError(f"Document {spec.doc_id!r} has no text.")
         digest = hashlib.sha256(spec.text.encode()).hexdigest()
-        await self._authz.write(writes=spec.relationships())
+        try:
+            async with self._pool.connection() as conn:
+                stored = await _stored(conn, spec.doc_id, lock=False)
+        except PsycopgError as exc:
+            raise IngestionError(f"Document {spec.doc_id!r} could not be read back.") from exc
+        _same_tenant(spec, stored)
+        await self._write(writes=spec.relationships())
         chunks = self._splitter.split_text(spec.text)
+        unchanged = stored is not None and stored["content_sha256"] == digest
+        vectors = None if unchanged else await self._embeddings.aembed_documents(chunks)
         try:
             async with self._pool.connection() as conn, conn.transaction():
-                cur = await conn.execute(queries.SELECT_DOCUMENT_HASH, {"doc_id": spec.doc_id})
-                row = await cur.fetchone()
-                if row and row["content_sha256"] == digest:
+                stored = await _stored(conn, spec.doc_id, lock=True)
+                _same_tenant(spec, stored)
+                acl = sorted({*(stored["acl"] if stored else ()), *document_acl(spec.relationships())})
+                if stored is not None and stored["content_sha256"] == digest:
+                    if acl != stored["acl"]:
+                        await conn.execute(queries.UPDATE_DOCUMENT_ACL, {"doc_id": spec.doc_id, "acl": acl})
+                        await conn.execute(queries.UPDATE_CHUNKS_ACL, {"doc_id": spec.doc_id, "acl": acl})
                     return 0
-                vectors = self._embeddings.embed_documents(chunks)
-                await conn.execute(
-                    queries.UPSERT_DOCUMENT,
-                    {
-                        "doc_id": spec.doc_id,
-                        "tenant": spec.tenant,
-                        "folder": spec.folder,
-                        "title": spec.title,
-                        "source": spec.source,
-                        "content_sha256": digest,
-                    },
-                )
-                await conn.execute(queries.DELETE_CHUNKS, {"doc_id": spec.doc_id})
-                async with conn.cursor() as cur:
-                    await cur.executemany(
-                        queries.INSERT_CHUNK,
-                        [
-                            {"doc_id": spec.doc_id, "chunk_index": i, "content": text, "embedding": _vector(vec)}
-                            for i, (text, vec) in enumerate(zip(chunks, vectors, strict=True))
-                        ],
-                    )
+                if vectors is None:  # changed by a concurrent ingest since the first read
+                    vectors = await self._embeddings.aembed_documents(chunks)
+                await self._store(conn, spec, digest=digest, acl=acl, chunks=chunks, vectors=vectors)
         except PsycopgError as exc:
             raise IngestionError(f"Document {spec.doc_id!r} could not be stored.") from exc
         return len(chunks)
 
+    async def delete(self, doc_id: str) -> bool:
+        """Delete a document: its chunks first, then every tuple whose object it is.
 
-def _vector(values: list[float]) -> object:
-    import numpy as np
+        Returns:
+            Whether there was anything to delete.
 
-    return np.asarray(values, dtype=np.float32)
+        Raises:
+            IngestionError: No directory is configured, or the database erred.
+            AuthorizationUnavailableError: OpenFGA erred (the chunks may already be gone; run again).
+        """
+        if self._directory is None:
+            raise IngestionError("Deleting a document needs the OpenFGA directory to find its tuples.")
+        try:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(queries.DELETE_DOCUMENT, {"doc_id": doc_id})
+                existed = await cur.fetchone() is not None
+        except PsycopgError as exc:
+            raise IngestionError(f"Document {doc_id!r} could not be deleted.") from exc
+        tuples = await self._directory.read(f"document:{doc_id}")
+        await self._write(deletes=tuples)
+        return existed or bool(tuples)
+
+    async def _store(
+        self,
+        conn: AsyncConnection,
+        spec: DocumentSpec,
+        *,
+        digest: str,
+        acl: list[str],
+        chunks: list[str],
+        vectors: list[list[float]],
+    ) -> None:
+        document = {
+            "doc_id": spec.doc_id, "tenant": spec.tenant, "folder": spec.folder, "title": spec.title,
+            "source": spec.source, "content_sha256": digest, "acl": acl,
+        }
+        await conn.execute(queries.UPSERT_DOCUMENT, document)
+        await conn.execute(queries.DELETE_CHUNKS, {"doc_id": spec.doc_id})
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                queries.INSERT_CHUNK,
+                [
+                    {
+                        "doc_id": spec.doc_id, "chunk_index": i, "tenant": spec.tenant, "acl": acl, "content": text,
+                        "embedding": np.asarray(vector, dtype=np.float32),
+                    }
+                    for i, (text, vector) in enumerate(zip(chunks, vectors, strict=True))
+                ],
+            )
+
+    async def _write(self, *, writes: Sequence[Relationship] = (), deletes: Sequence[Relationship] = ()) -> None:
+        for start in range(0, len(writes), WRITE_BATCH):
+            await self._authz.write(writes=writes[start : start + WRITE_BATCH])
+        for start in range(0, len(deletes), WRITE_BATCH):
+            await self._authz.write(deletes=deletes[start : start + WRITE_BATCH])
+
+
+async def _stored(conn: AsyncConnection, doc_id: str, *, lock: bool) -> dict[str, object] | None:
+    query = queries.SELECT_DOCUMENT_FOR_UPDATE if lock else queries.SELECT_DOCUMENT
+    cur = await conn.execute(query, {"doc_id": doc_id})
+    return await cur.fetchone()  # type: ignore[return-value]
+
+
+def _same_tenant(spec: DocumentSpec, stored: dict[str, object] | None) -> None:
+    """Refuse to move a document across tenants: its old tenant tuple would keep granting."""
+    if stored is not None and stored["tenant"] != spec.tenant:
+        raise IngestionError(f"Document {spec.doc_id!r} belongs to another tenant; delete it first.")

@@ -10,6 +10,7 @@ import httpx
 import uvicorn
 
 from mandate.service.audit_cli import add_audit_commands
+from mandate.service.ingest_cli import add_ingest_command
 from mandate.service.settings import Settings
 
 __all__ = ["main"]
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--otp", help="the dev second factor (000000) for an MFA-level token")
     token.set_defaults(run=_cmd_token)
     add_audit_commands(commands)
+    add_ingest_command(commands)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

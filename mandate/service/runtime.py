@@ -29,7 +29,7 @@ from mandate.auth import (
 )
 from mandate.graphs import ASSISTANT_ID, build_graphs
 from mandate.nodes import LlmPlanner, LlmResponder, OfflinePlanner, OfflineResponder, Planner, Responder
-from mandate.retrieval import AuthorizedRetriever, Ingestor, LexicalEmbeddings
+from mandate.retrieval import AuthorizedRetriever, Ingestor, OpenFgaDirectory, build_embeddings
 from mandate.service import queries
 from mandate.service.approvals import ApprovalQueue
 from mandate.service.audit_cli import audit_signer
@@ -140,7 +140,13 @@ async def open_services(settings: Settings, *, tracer_provider: TracerProvider) 
         )
         fga = open_fga_client(api_url=settings.fga_api_url, store_id=store_id, model_id=model_id, api_token=api_token)
         authz = OpenFgaAuthorizer(client=fga, model_id=model_id, tracer=tracer)
-        embeddings = LexicalEmbeddings()
+        embeddings = build_embeddings(
+            settings.embeddings_provider,
+            model=settings.embeddings_model,
+            base_url=settings.llm_base_url,
+            api_key=settings.llm_api_key.get_secret_value(),
+        )
+        directory = OpenFgaDirectory(client=fga)
         issuers = trusted_issuers(settings)
         planner, responder = _models(settings)
         tools = demo_tools(tickets_api_url=settings.tickets_api_url, payments_api_url=settings.payments_api_url)
@@ -151,8 +157,10 @@ async def open_services(settings: Settings, *, tracer_provider: TracerProvider) 
             checkpointer=checkpointer,
             verifier=TokenVerifier(issuers=issuers, audience=settings.audience, http=http),
             authz=authz,
-            retriever=AuthorizedRetriever(pool=pool, authz=authz, embeddings=embeddings, tracer=tracer),
-            ingestor=Ingestor(pool=pool, authz=authz, embeddings=embeddings),
+            retriever=AuthorizedRetriever(
+                pool=pool, authz=authz, embeddings=embeddings, tracer=tracer, directory=directory
+            ),
+            ingestor=Ingestor(pool=pool, authz=authz, embeddings=embeddings, directory=directory),
             tools=tools,
             brokers={
                 f"agent:{name}": TokenBroker(

@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     payments_api_url: str = ""
     """Payments API base URL (also its token audience); defaults to the demo API in this process."""
 
+    embeddings_provider: Literal["lexical", "openai", "sentence-transformers"] = "lexical"
+    """``lexical`` (offline feature hashing), ``openai`` (any OpenAI-compatible endpoint, 384-d) or a local model."""
+    embeddings_model: str = ""
+    """Embeddings model name; empty picks the provider's default. ``openai`` reuses ``MANDATE_LLM_BASE_URL``/``_API_KEY``."""
     llm_base_url: str = ""
     """OpenAI-compatible endpoint; empty uses the offline deterministic planner and responder."""
     llm_model: str = "gpt-4o-mini"

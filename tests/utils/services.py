@@ -11,7 +11,7 @@ from opentelemetry import trace
 from mandate import retrieval
 from mandate._db import Pool, apply_migrations, open_pool
 from mandate.auth import OpenFgaAuthorizer, ensure_store_and_model, open_fga_client
-from mandate.retrieval import AuthorizedRetriever, Ingestor, LexicalEmbeddings
+from mandate.retrieval import AuthorizedRetriever, Ingestor, LexicalEmbeddings, OpenFgaDirectory
 from mandate.service import Settings
 from mandate.service.runtime import MODEL_PATH
 
@@ -40,12 +40,15 @@ async def room_services(settings: Settings, *, fga_url: str | None = None) -> As
     await apply_migrations(pool, room="retrieval", migrations=retrieval.MIGRATIONS)
     authz = authorizer(fga_url or settings.fga_api_url, store_id, model_id)
     embeddings = LexicalEmbeddings()
+    directory = OpenFgaDirectory(client=authz._client)
     try:
         yield RoomServices(
             pool=pool,
             authz=authz,
-            retriever=AuthorizedRetriever(pool=pool, authz=authz, embeddings=embeddings, tracer=trace.get_tracer("t")),
-            ingestor=Ingestor(pool=pool, authz=authz, embeddings=embeddings),
+            retriever=AuthorizedRetriever(
+                pool=pool, authz=authz, embeddings=embeddings, tracer=trace.get_tracer("t"), directory=directory
+            ),
+            ingestor=Ingestor(pool=pool, authz=authz, embeddings=embeddings, directory=directory),
         )
     finally:
         await authz._client.close()

@@ -1,0 +1,1 @@
+"""The authorized-retrieval benchmark (``python -m bench.retrieval --help``)."""
