@@ -74,11 +74,6 @@ def add_ingest_command(subparsers: Any) -> None:
     parser.add_argument(
         "--delete", action="append", default=[], metavar="DOC_ID", help="delete a document: chunks and tuples"
     )
-    parser.add_argument(
-        "--embeddings", choices=["lexical", "openai", "sentence-transformers"], default="lexical",
-        help="embeddings provider (must match the service's); openai uses MANDATE_LLM_BASE_URL and _API_KEY",
-    )
-    parser.add_argument("--embeddings-model", default="", help="embeddings model name (provider default if empty)")
     parser.set_defaults(run=_cmd_ingest)
 
 
@@ -131,8 +126,9 @@ async def _open_ingestor(settings: Settings, args: argparse.Namespace) -> AsyncI
         api_url=settings.fga_api_url, store_name=settings.fga_store_name, model_path=MODEL_PATH,
         store_id=settings.fga_store_id, model_id=settings.fga_model_id, api_token=api_token,
     )
+    # The same settings as the service: ingesting with another embedder would make chunks unfindable.
     embeddings = build_embeddings(
-        args.embeddings, model=args.embeddings_model, base_url=settings.llm_base_url,
+        settings.embeddings_provider, model=settings.embeddings_model, base_url=settings.llm_base_url,
         api_key=settings.llm_api_key.get_secret_value(),
     )
     pool = await open_pool(settings.database_url, max_size=2)
