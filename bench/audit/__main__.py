@@ -50,7 +50,7 @@ class NullSink:
     async def record(self, event: AuditEvent) -> str:
         return str(uuid.uuid4())
 
-    async def remember_subject(self, *, pseudonym: str, issuer: str, subject: str) -> None:
+    def remember_subject(self, *, pseudonym: str, issuer: str, subject: str) -> None:
         return None
 
 
