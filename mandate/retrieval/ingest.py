@@ -34,6 +34,15 @@ WRITE_BATCH = 100
 """Tuples per OpenFGA write (the server's default ``OPENFGA_MAX_TUPLES_PER_WRITE``)."""
 
 
+def _placement(obj: str, *, tenant: str, parent: str | None, viewers: tuple[str, ...]) -> list[Relationship]:
+    """Tuples putting ``obj`` (a document or folder) in its tenant, under its parent folder, shared with viewers."""
+    tuples = [Relationship(f"tenant:{tenant}", "tenant", obj)]
+    if parent:
+        tuples.append(Relationship(f"folder:{parent}", "parent", obj))
+    tuples.extend(Relationship(viewer, "viewer", obj) for viewer in viewers)
+    return tuples
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DocumentSpec:
     """A document to ingest and who may read it."""
@@ -55,12 +64,10 @@ class DocumentSpec:
     def relationships(self) -> list[Relationship]:
         """The tuples that place this document in its tenant, folder and sharing."""
         obj = f"document:{self.doc_id}"
-        tuples = [Relationship(f"tenant:{self.tenant}", "tenant", obj)]
-        if self.folder:
-            tuples.append(Relationship(f"folder:{self.folder}", "parent", obj))
-        tuples.extend(Relationship(viewer, "viewer", obj) for viewer in self.viewers)
-        tuples.extend(Relationship(owner, "owner", obj) for owner in self.owners)
-        return tuples
+        return [
+            *_placement(obj, tenant=self.tenant, parent=self.folder, viewers=self.viewers),
+            *(Relationship(owner, "owner", obj) for owner in self.owners),
+        ]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -75,12 +82,7 @@ class FolderSpec:
 
     def relationships(self) -> list[Relationship]:
         """The tuples that place this folder in its tenant, under its parent, and share it."""
-        obj = f"folder:{self.folder}"
-        tuples = [Relationship(f"tenant:{self.tenant}", "tenant", obj)]
-        if self.parent:
-            tuples.append(Relationship(f"folder:{self.parent}", "parent", obj))
-        tuples.extend(Relationship(viewer, "viewer", obj) for viewer in self.viewers)
-        return tuples
+        return _placement(f"folder:{self.folder}", tenant=self.tenant, parent=self.parent, viewers=self.viewers)
 
 
 class Ingestor:
