@@ -13,7 +13,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from mandate.audit import build_tracer_provider
-from mandate.service import DevStack, Settings, create_app
+from mandate.service import DevStack, DevSettings, Settings, create_app
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.tokens import login
 
@@ -24,7 +24,7 @@ def stack_settings() -> Iterator[Settings]:
     # Not under pytest's tmp root: pytest makes that 0700 at every start, which would lock the
     # Postgres server (running as its own system user) out of a data directory still in use.
     data_dir = Path(tempfile.mkdtemp(prefix="mandate-test-"))
-    settings = Settings(
+    settings = DevSettings(
         env="test",
         port=free_port(),
         data_dir=data_dir,

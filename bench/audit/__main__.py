@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from mandate import audit
 from mandate._db import apply_migrations, open_pool
 from mandate.audit import AuditEvent, AuditLog, build_tracer_provider
-from mandate.service import DevStack, Settings, create_app
+from mandate.service import DevStack, DevSettings, Settings, create_app
 from mandate.service.audit_cli import audit_signer
 from mandate.service.runs import RunManager
 from mandate.service.runtime import Services, open_services
@@ -49,6 +49,9 @@ class NullSink:
 
     async def record(self, event: AuditEvent) -> str:
         return str(uuid.uuid4())
+
+    async def record_denial(self, event: AuditEvent) -> str | None:
+        return None
 
     def remember_subject(self, *, pseudonym: str, issuer: str, subject: str) -> None:
         return None
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput measure (default 5)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="mandate-bench-") as tmp:
-        settings = Settings(env="test", port=free_port(), data_dir=Path(tmp), tools_dir=Path(".tools").absolute(),
+        settings = DevSettings(env="test", port=free_port(), data_dir=Path(tmp), tools_dir=Path(".tools").absolute(),
                             fga_port=free_port())
         stack = DevStack(settings, fga_grpc_port=free_port())
         resolved = stack.start()

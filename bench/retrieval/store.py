@@ -27,7 +27,7 @@ from mandate import retrieval
 from mandate._db import Pool, apply_migrations, open_pool
 from mandate.auth import OpenFgaAuthorizer, Relationship, ensure_store_and_model, open_fga_client
 from mandate.retrieval import AclSync, OpenFgaDirectory, document_acl
-from mandate.service import DevStack, Settings
+from mandate.service import DevStack, DevSettings, Settings
 
 __all__ = ["BenchStore", "open_store", "running_stack"]
 
@@ -62,7 +62,7 @@ def running_stack(*, database_url: str = "", fga_api_url: str = "") -> Iterator[
         yield database_url, fga_api_url
         return
     with tempfile.TemporaryDirectory(prefix="mandate-bench-") as data_dir:
-        settings = Settings(env="test", data_dir=Path(data_dir), tools_dir=Path(".tools").absolute(), fga_port=_free_port())
+        settings = DevSettings(env="test", data_dir=Path(data_dir), tools_dir=Path(".tools").absolute(), fga_port=_free_port())
         stack = DevStack(settings, fga_grpc_port=_free_port())
         resolved = stack.start()
         try:

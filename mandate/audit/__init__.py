@@ -8,7 +8,17 @@ from mandate.audit.errors import (
     AuditUnavailableError,
     TracingConfigError,
 )
-from mandate.audit.log import CHECKPOINT_EVERY, AppendedRecord, AuditEvent, AuditLog, AuditSink
+from mandate.audit.log import (
+    CHECKPOINT_EVERY,
+    COALESCED_ACTOR,
+    COALESCED_EVENT,
+    DENIAL_WINDOW,
+    MAX_DENIAL_KINDS,
+    AppendedRecord,
+    AuditEvent,
+    AuditLog,
+    AuditSink,
+)
 from mandate.audit.pseudonym import Pseudonymizer
 from mandate.audit.queries import MIGRATIONS
 from mandate.audit.redaction import REDACTED, redact
@@ -34,7 +44,11 @@ from mandate.audit.verify import ChainProblem, ChainReport, verify_chains
 
 __all__ = [
     "CHECKPOINT_EVERY",
+    "COALESCED_ACTOR",
+    "COALESCED_EVENT",
+    "DENIAL_WINDOW",
     "DEV_SIGNING_KEY_FILE",
+    "MAX_DENIAL_KINDS",
     "MIGRATIONS",
     "REDACTED",
     "TRACER_NAME",

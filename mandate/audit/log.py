@@ -6,13 +6,23 @@ record of a tenant is sealed in the same transaction by a signed checkpoint, so 
 exactly where checkpoints must be and a crash cannot leave a gap. An uncontended record is one
 statement committed on its own; concurrent writers of a tenant share one transaction (group
 commit). Either way a caller returns only once its own record is committed.
+
+Denials are different: they cost the caller nothing, so one row each would let any member of a
+tenant flood its chain. ``record_denial`` writes the first denial of a kind at once and counts
+its repeats into one summary record per window (see ``_coalesce``). Allowed actions never take
+that path: their write-ahead record is always one row, written before the action runs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import logging
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from opentelemetry import trace
@@ -22,11 +32,24 @@ from psycopg.types.json import Jsonb
 
 from mandate._db import Pool
 from mandate.audit import queries
+from mandate.audit._coalesce import Admission, DenialCoalescer, DenialKind, Summary
 from mandate.audit._group_commit import GroupCommit
 from mandate.audit.errors import AuditUnavailableError
 from mandate.audit.signing import CheckpointSigner
 
-__all__ = ["CHECKPOINT_EVERY", "AppendedRecord", "AuditEvent", "AuditLog", "AuditSink"]
+__all__ = [
+    "CHECKPOINT_EVERY",
+    "COALESCED_ACTOR",
+    "COALESCED_EVENT",
+    "DENIAL_WINDOW",
+    "MAX_DENIAL_KINDS",
+    "AppendedRecord",
+    "AuditEvent",
+    "AuditLog",
+    "AuditSink",
+]
+
+_log = logging.getLogger(__name__)
 
 CHECKPOINT_EVERY = 100
 """Default sealing interval: a signed checkpoint at every 100th record of a tenant."""
@@ -34,6 +57,21 @@ MAX_BATCH = 128
 """Most records one group-commit transaction appends."""
 KNOWN_SUBJECTS = 10_000
 """Pseudonyms whose identity a log keeps in memory, to store with their next record."""
+DENIAL_WINDOW = timedelta(seconds=60)
+"""Default window after the first denial of a kind in which its repeats are counted, not written.
+
+A minute keeps a flood to one summary row per kind per minute, while an auditor still sees the
+first attempt at once and the count within about a minute (the sweep writes closed windows)."""
+MAX_DENIAL_KINDS = 10_000
+"""Default cap on denial kinds counted at once; beyond it a tenant's denials share one window."""
+COALESCED_EVENT = "audit.coalesced"
+"""Event of the summary of a tenant's shared window (denials of kinds beyond the cap)."""
+COALESCED_ACTOR = "mandate:coalesced"
+"""Actor of a shared summary: it counts denials of several people, so it names none of them."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -66,27 +104,64 @@ class AppendedRecord:
 class AuditSink(Protocol):
     """Where nodes send audit events."""
 
-    async def record(self, event: AuditEvent) -> str: ...
+    async def record(self, event: AuditEvent) -> str:
+        """Write ``event`` durably (write-ahead for an action) and return its record id."""
+        ...
+
+    async def record_denial(self, event: AuditEvent) -> str | None:
+        """Record a denial, coalescing repeats of its kind; the record id if written now."""
+        ...
 
 
 class AuditLog:
     """The real :class:`AuditSink`: hash-chained rows in ``mandate.audit_records``."""
 
-    def __init__(self, *, pool: Pool, signer: CheckpointSigner, checkpoint_every: int = CHECKPOINT_EVERY) -> None:
+    def __init__(
+        self,
+        *,
+        pool: Pool,
+        signer: CheckpointSigner,
+        checkpoint_every: int = CHECKPOINT_EVERY,
+        denial_window: timedelta = DENIAL_WINDOW,
+        max_denial_kinds: int = MAX_DENIAL_KINDS,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
         """Write to ``pool``; seal with ``signer`` every ``checkpoint_every`` records per tenant.
 
-        The verifier must be given the same ``checkpoint_every``.
+        Args:
+            pool: The database.
+            signer: Signs the checkpoints.
+            checkpoint_every: Sealing interval; the verifier must be given the same.
+            denial_window: How long repeats of a denial are counted into one summary.
+            max_denial_kinds: Most denial kinds counted at once (memory bound).
+            clock: The time of denials (timezone-aware); tests fix it.
+
+        Raises:
+            ValueError: ``denial_window`` is not positive or ``max_denial_kinds`` is below 1.
         """
         self._pool = pool
         self._signer = signer
         self._every = checkpoint_every
         self._group: GroupCommit[dict[str, Any], AppendedRecord] = GroupCommit(self._commit, max_batch=MAX_BATCH)
         self._subjects: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._denials = DenialCoalescer(window=denial_window, max_kinds=max_denial_kinds)
+        self._clock = clock
+        self._sweeper: tuple[asyncio.Task[None], asyncio.Event] | None = None
 
     @property
     def checkpoint_every(self) -> int:
         """The sealing interval (the verifier must use the same)."""
         return self._every
+
+    @property
+    def denial_window(self) -> timedelta:
+        """How long repeats of a denial are counted into one summary."""
+        return self._denials.window
+
+    @property
+    def denial_windows(self) -> int:
+        """Denial windows open now: at most ``max_denial_kinds`` kinds plus as many shared tenant windows."""
+        return len(self._denials)
 
     async def record(self, event: AuditEvent) -> str:
         """Write ``event`` durably and return its record id.
@@ -97,12 +172,67 @@ class AuditLog:
         Raises:
             AuditUnavailableError: The row was not written; the caller must not proceed.
         """
+        return await self._write(event, traced=True)
+
+    async def record_denial(self, event: AuditEvent) -> str | None:
+        """Record the denial ``event`` so that repeating it cannot flood the chain.
+
+        Its kind is (tenant, actor, event, decision, tool, agent). The first denial of a kind is
+        written durably before this returns, in full. Repeats within :attr:`denial_window` are
+        counted; when the window closes (the background sweep, the kind's next denial, or
+        :meth:`close`) the count is written as one record of the same kind, without thread or
+        call id, whose ``detail`` holds ``repeated`` (how many), ``first_at`` and ``last_at`` (ISO
+        times) and ``window_seconds``. A continuing flood so costs one record per window. When
+        :data:`MAX_DENIAL_KINDS` kinds are counted already, a tenant's other denials share one
+        window, summarised as :data:`COALESCED_EVENT` with ``detail.events`` (count per event).
+        Only for denials: an allowed action keeps its own write-ahead :meth:`record`.
+
+        Returns:
+            The id of the record written for ``event``, or ``None`` if it was counted.
+
+        Raises:
+            AuditUnavailableError: ``event`` had to be written now and was not.
+        """
+        kind = DenialKind(
+            tenant=event.tenant, event=event.event, actor=event.actor, decision=event.decision, tool=event.tool,
+            agent=event.agent,
+        )
+        admission, summaries = self._denials.admit(kind, self._clock())
+        self._start_sweeper()
+        await self._write_summaries(summaries)
+        if admission is Admission.COUNTED:
+            trace.get_current_span().add_event("mandate.audit.coalesced", {"mandate.audit.event": event.event})
+            return None
         try:
-            appended = await self._group.submit(event.tenant, self._params(event))
-        except (PsycopgError, OSError) as exc:
-            raise AuditUnavailableError("The audit log is unavailable.") from exc
-        _mark_span(event, appended)
-        return appended.id
+            return await self.record(event)
+        except AuditUnavailableError:
+            self._denials.abandon(kind, admission)
+            raise
+
+    async def flush_due(self) -> int:
+        """Write the summary of every denial window that has closed; the background sweep calls it.
+
+        Returns:
+            How many summary records were written (one that fails keeps its count for later).
+        """
+        return await self._write_summaries(self._denials.due(self._clock()))
+
+    async def close(self) -> None:
+        """Stop the sweep and write the summary of every open denial window (shutdown).
+
+        Call it before closing the pool. The log stays usable: a later denial opens a new window.
+
+        Raises:
+            AuditUnavailableError: A summary was not written; its count is kept, so closing again retries.
+        """
+        if self._sweeper is not None:
+            task, stop = self._sweeper
+            self._sweeper = None
+            stop.set()  # lets a flush under way finish: a cancelled write could land and be counted twice
+            await task
+        summaries = self._denials.drain()
+        if await self._write_summaries(summaries) < len(summaries):
+            raise AuditUnavailableError("The audit log is unavailable; coalesced denials are still counted.")
 
     async def append(self, conn: AsyncConnection[Any], event: AuditEvent) -> AppendedRecord:
         """Append ``event`` on ``conn`` inside the caller's open transaction (purge, erasure).
@@ -139,6 +269,66 @@ class AuditLog:
         if len(self._subjects) > KNOWN_SUBJECTS:
             self._subjects.popitem(last=False)
 
+    async def _write(self, event: AuditEvent, *, traced: bool) -> str:
+        try:
+            appended = await self._group.submit(event.tenant, self._params(event, traced=traced))
+        except (PsycopgError, OSError) as exc:
+            raise AuditUnavailableError("The audit log is unavailable.") from exc
+        if traced:
+            _mark_span(event, appended)
+        return appended.id
+
+    async def _write_summaries(self, summaries: list[Summary]) -> int:
+        """Write ``summaries``, untraced (each spans many requests); the unwritten are counted again."""
+        for written, summary in enumerate(summaries):
+            try:
+                await self._write(self._summary_event(summary), traced=False)
+            except AuditUnavailableError:
+                now = self._clock()
+                for unwritten in summaries[written:]:
+                    self._denials.restore(unwritten, now)
+                _log.warning("Coalesced denials not written; their counts are kept for the next try.", exc_info=True)
+                return written
+        return len(summaries)
+
+    def _summary_event(self, summary: Summary) -> AuditEvent:
+        detail: dict[str, Any] = {
+            "repeated": summary.repeated,
+            "first_at": summary.first_at.isoformat(),
+            "last_at": summary.last_at.isoformat(),
+            "window_seconds": self._denials.window.total_seconds(),
+        }
+        if summary.kind is None:
+            return AuditEvent(
+                tenant=summary.tenant, event=COALESCED_EVENT, actor=COALESCED_ACTOR,
+                detail={**detail, "events": summary.events},
+            )
+        kind = summary.kind
+        return AuditEvent(
+            tenant=kind.tenant, event=kind.event, actor=kind.actor, agent=kind.agent, tool=kind.tool,
+            decision=kind.decision, detail=detail,
+        )
+
+    def _start_sweeper(self) -> None:
+        """Run the sweep while denial windows are open, so each closes on time even if its kind stops."""
+        if not len(self._denials) or (self._sweeper is not None and not self._sweeper[0].done()):
+            return
+        stop = asyncio.Event()
+        # A fresh context: the sweep serves no request, and must not keep one's span alive.
+        task = asyncio.get_running_loop().create_task(self._sweep(stop), context=contextvars.Context())
+        self._sweeper = (task, stop)
+
+    async def _sweep(self, stop: asyncio.Event) -> None:
+        longest = self._denials.window.total_seconds()
+        while (closes_at := self._denials.next_close()) is not None:
+            delay = min(max((closes_at - self._clock()).total_seconds(), 0.0), longest)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            except TimeoutError:
+                await self.flush_due()
+            else:
+                return
+
     async def _commit(self, batch: list[dict[str, Any]]) -> list[AppendedRecord]:
         """Append ``batch`` (one tenant, in order) durably, sealing where due."""
         async with self._pool.connection() as conn:
@@ -165,9 +355,9 @@ class AuditLog:
                 await self.seal(conn, tenant=batch[0]["tenant"], record=record)
         return appended
 
-    def _params(self, event: AuditEvent) -> dict[str, Any]:
-        """The append's parameters, with the current span's ids (captured in the caller's context)."""
-        context = trace.get_current_span().get_span_context()
+    def _params(self, event: AuditEvent, *, traced: bool = True) -> dict[str, Any]:
+        """The append's parameters, with the current span's ids (captured in the caller's context) if ``traced``."""
+        context = trace.get_current_span().get_span_context() if traced else trace.INVALID_SPAN_CONTEXT
         issuer, subject = self._subjects.get(event.actor, (None, None))
         return {
             "id": str(uuid.uuid4()),

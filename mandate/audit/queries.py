@@ -302,8 +302,11 @@ DELETE_THREADS = "DELETE FROM mandate.threads WHERE thread_id::text = ANY(%(thre
 TABLES_PRESENT = """
 SELECT to_regclass('mandate.threads') IS NOT NULL AS threads,
        to_regclass('checkpoints') IS NOT NULL AS checkpoints,
-       to_regclass('mandate.token_vault') IS NOT NULL AS vault
+       to_regclass('mandate.token_vault') IS NOT NULL AS vault,
+       to_regclass('mandate.tool_calls') IS NOT NULL AS tool_calls
 """
+DELETE_TOOL_CALLS = "DELETE FROM mandate.tool_calls WHERE requester_issuer = %(issuer)s AND requester_subject = %(subject)s"
+"""The call ledger keeps the arguments of a person's calls: they go with the person."""
 DELETE_VAULT_ENTRIES = "DELETE FROM mandate.token_vault WHERE issuer = %(issuer)s AND subject = %(subject)s"
 
 FORGET_SUBJECT = "DELETE FROM mandate.audit_subjects WHERE pseudonym = %(pseudonym)s"

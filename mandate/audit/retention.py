@@ -5,8 +5,8 @@
   hash (the anchor the verifier restarts from), deletes the prefix (the database allows deleting
   exactly the records such a record covers) and seals the new head with a checkpoint. It refuses
   to run on a chain that does not verify, so a purge never launders tampering.
-- An **erasure** deletes a person's threads, their LangGraph checkpoints and their token vault
-  entries, and forgets who their pseudonym stands for. Audit records hold only the pseudonym and
+- An **erasure** deletes a person's threads, their LangGraph checkpoints, their calls in the call
+  ledger and their token vault entries, and forgets who their pseudonym stands for. Audit records hold only the pseudonym and
   are kept (they are evidence, kept under a legal obligation until the retention purge), so
   every chain still verifies; a ``subject.erased`` record in each affected tenant says it happened.
 """
@@ -143,6 +143,8 @@ async def erase_subject(
         if thread_ids:
             await conn.execute(queries.DELETE_THREADS, {"thread_ids": thread_ids})
         vault_entries = (await conn.execute(queries.DELETE_VAULT_ENTRIES, owner)).rowcount if present["vault"] else 0
+        if present["tool_calls"]:
+            await conn.execute(queries.DELETE_TOOL_CALLS, owner)
         await conn.execute(queries.FORGET_SUBJECT, {"pseudonym": pseudonym})
         acted_in = await _fetch(conn, queries.SUBJECT_TENANTS, {"pseudonym": pseudonym})
         tenants = tuple(sorted({row["tenant"] for row in threads} | {row["tenant"] for row in acted_in}))

@@ -13,7 +13,7 @@ from mandate.auth.errors import (
 )
 from mandate.auth.exchange import DelegatedToken, TokenBroker
 from mandate.auth.principal import Principal, PrincipalState
-from mandate.auth.step_up import ACR_LEVELS, StepUpRequirement, step_up_satisfied
+from mandate.auth.step_up import ACR_LEVELS, StepUpRequirement, acr_at_least, step_up_satisfied
 from mandate.auth.queries import MIGRATIONS
 from mandate.auth.vault import TokenVault, TokenVaultStore
 from mandate.auth.verifier import TokenVerifier, TrustedIssuer
@@ -40,6 +40,7 @@ __all__ = [
     "TokenVerifier",
     "TrustedIssuer",
     "VaultUnavailableError",
+    "acr_at_least",
     "ensure_store_and_model",
     "open_fga_client",
     "step_up_satisfied",

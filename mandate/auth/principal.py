@@ -8,6 +8,8 @@ from typing import Any
 
 from typing_extensions import TypedDict
 
+from mandate.auth import vocabulary as fga
+
 __all__ = ["Principal", "PrincipalState"]
 
 
@@ -15,6 +17,8 @@ class PrincipalState(TypedDict):
     """The requester as stored in graph state: identity only, never a token or a timestamp of one."""
 
     issuer: str
+    issuer_key: str
+    """The issuer's short configured key, the first part of the OpenFGA user id."""
     subject: str
     tenant: str
     roles: list[str]
@@ -28,6 +32,8 @@ class Principal:
 
     issuer: str
     """``iss`` of the verified token."""
+    issuer_key: str
+    """The issuer's short key (configured per trusted issuer) that qualifies the user in OpenFGA."""
     subject: str
     """``sub``: the user (or, for client_credentials tokens, the client)."""
     tenant: str
@@ -53,19 +59,25 @@ class Principal:
 
     @property
     def user_id(self) -> str:
-        """The OpenFGA user string for this principal (``user:<sub>``)."""
-        return f"user:{self.subject}"
+        """The issuer-qualified OpenFGA user (``user:<issuer key>|<sub>``)."""
+        return fga.user(self.issuer_key, self.subject)
 
     def to_state(self) -> PrincipalState:
         """The identity part of the principal, as it is kept in graph state."""
         return PrincipalState(
             issuer=self.issuer,
+            issuer_key=self.issuer_key,
             subject=self.subject,
             tenant=self.tenant,
             roles=list(self.roles),
             groups=list(self.groups),
             client_id=self.client_id,
         )
+
+    @staticmethod
+    def user_id_of(state: PrincipalState) -> str:
+        """The issuer-qualified OpenFGA user of a principal kept in graph state."""
+        return fga.user(state["issuer_key"], state["subject"])
 
     def same_subject(self, state: PrincipalState | dict[str, Any]) -> bool:
         """Whether this caller is the requester recorded in ``state`` (same issuer and subject)."""

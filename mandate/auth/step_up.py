@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from mandate.auth.principal import Principal
 
-__all__ = ["ACR_LEVELS", "StepUpRequirement", "step_up_satisfied"]
+__all__ = ["ACR_LEVELS", "StepUpRequirement", "acr_at_least", "step_up_satisfied"]
 
 ACR_LEVELS: tuple[str, ...] = ("urn:mandate:acr:pwd", "urn:mandate:acr:mfa")
 """Known ``acr`` values, weakest first; a stronger level satisfies a weaker requirement."""
@@ -22,13 +22,16 @@ class StepUpRequirement:
     """Maximum seconds since ``auth_time``."""
 
 
+def acr_at_least(acr: str | None, required: str) -> bool:
+    """Whether ``acr`` is a known level at least as strong as ``required`` (freshness aside)."""
+    return acr in ACR_LEVELS and required in ACR_LEVELS and ACR_LEVELS.index(acr) >= ACR_LEVELS.index(required)
+
+
 def step_up_satisfied(principal: Principal, requirement: StepUpRequirement, *, now: float) -> bool:
     """Whether ``principal`` meets ``requirement`` at time ``now``.
 
     Unknown ``acr`` values and a missing ``auth_time`` never satisfy anything.
     """
-    if principal.acr not in ACR_LEVELS or requirement.acr not in ACR_LEVELS:
-        return False
-    if ACR_LEVELS.index(principal.acr) < ACR_LEVELS.index(requirement.acr):
+    if not acr_at_least(principal.acr, requirement.acr):
         return False
     return principal.auth_time is not None and now - principal.auth_time <= requirement.max_age

@@ -9,10 +9,10 @@ from mandate.graphs.state import (
     ASSISTANT_ID,
     SUPERVISOR_ID,
     ContextChunk,
-    Decision,
     GraphContext,
     MandateState,
     ProposedCall,
+    ReviewError,
     ToolOutcome,
 )
 
@@ -24,12 +24,12 @@ __all__ = [
     "ASSISTANT_ID",
     "SUPERVISOR_ID",
     "ContextChunk",
-    "Decision",
     "GraphContext",
     "GraphError",
     "MandateState",
     "PrincipalImmutableError",
     "ProposedCall",
+    "ReviewError",
     "ToolOutcome",
     "build_graphs",
 ]

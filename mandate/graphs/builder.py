@@ -18,9 +18,9 @@ from mandate.nodes import (
     make_consent,
     make_planner,
     make_retriever,
+    make_step_up,
     make_tool_executor,
     responder_node,
-    step_up_node,
 )
 
 __all__ = ["assemble_single", "assemble_supervisor"]
@@ -65,13 +65,17 @@ def _add(graph: StateGraph, nodes: dict[str, Node]) -> None:
 
 
 def _approval_flow(graph: StateGraph, *, executor: str, after: str) -> None:
-    """step-up → consent (asked again until settled) → tool executor acting as ``executor`` → ``after``."""
+    """step-up → consent, looping until every decision is settled → executor acting as ``executor`` → ``after``."""
     _add(
         graph,
-        {"step_up": step_up_node, "consent": make_consent(executor=executor), "tool_executor": make_tool_executor(agent=executor)},
+        {
+            "step_up": make_step_up(executor=executor),
+            "consent": make_consent(executor=executor),
+            "tool_executor": make_tool_executor(agent=executor),
+        },
     )
     graph.add_edge("step_up", "consent")
-    graph.add_conditional_edges("consent", after_consent, ["consent", "tool_executor"])
+    graph.add_conditional_edges("consent", after_consent, ["step_up", "tool_executor"])
     graph.add_edge("tool_executor", after)
 
 

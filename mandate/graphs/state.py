@@ -14,6 +14,7 @@ from typing_extensions import TypedDict
 
 from mandate.audit import AuditSink
 from mandate.auth import Authorizer, Principal, PrincipalState, TokenBroker, TokenVault, TokenVerifier
+from mandate.gate import CallLedger, Party, ProposedCall
 from mandate.graphs.errors import PrincipalImmutableError
 from mandate.retrieval import Retriever
 from mandate.tools import ToolRegistry
@@ -22,7 +23,17 @@ if TYPE_CHECKING:
     from mandate.nodes.planner import Planner
     from mandate.nodes.responder import Responder
 
-__all__ = ["ASSISTANT_ID", "SUPERVISOR_ID", "ContextChunk", "Decision", "GraphContext", "MandateState", "ProposedCall", "ToolOutcome", "write_once"]
+__all__ = [
+    "ASSISTANT_ID",
+    "SUPERVISOR_ID",
+    "ContextChunk",
+    "GraphContext",
+    "MandateState",
+    "ProposedCall",
+    "ReviewError",
+    "ToolOutcome",
+    "write_once",
+]
 
 
 ASSISTANT_ID = "mandate"
@@ -40,15 +51,6 @@ def write_once(current: PrincipalState | None, new: PrincipalState | None) -> Pr
     return new
 
 
-class ProposedCall(TypedDict):
-    """A tool call the planner proposed, bound to the hash of its name and arguments."""
-
-    id: str
-    name: str
-    args: dict[str, Any]
-    args_hash: str
-
-
 class ToolOutcome(TypedDict):
     """What became of one proposed call."""
 
@@ -61,13 +63,11 @@ class ToolOutcome(TypedDict):
     """Safe facts for the answer (a ticket id); never a token."""
 
 
-class Decision(TypedDict):
-    """One human decision on one gated call (an edit carries the call as edited)."""
+class ReviewError(TypedDict):
+    """Why the last answer to a review was refused; the question is asked again with it."""
 
-    call: ProposedCall
-    type: Literal["approve", "edit", "reject"]
-    decided_by: str
-    """Pseudonym of the principal who decided."""
+    code: str
+    field: str | None
 
 
 class ContextChunk(TypedDict):
@@ -88,14 +88,12 @@ class MandateState(TypedDict, total=False):
     question: str | None
     proposed: list[ProposedCall]
     approved: list[ProposedCall]
+    """The calls as decided (edited arguments included), for the executor; the ledger still rules."""
     outcomes: list[ToolOutcome]
     context: list[ContextChunk]
-    decisions: list[Decision]
-    """Human decisions taken so far on this message's gated calls, in order."""
-    consent_error: str | None
-    """Why the last answer to the consent question was refused; the question is asked again."""
-    consent_pending: bool
-    """Whether the consent node must run again (a decision was just taken or refused)."""
+    review_error: ReviewError | None
+    gate_pending: bool
+    """A gate step just happened (an answer was taken or refused): step-up and consent run again."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -113,6 +111,8 @@ class GraphContext:
     brokers: Mapping[str, TokenBroker]
     """Token brokers by agent id; the acting agent exchanges as its own OAuth client."""
     vault: TokenVault
+    ledger: CallLedger
+    """The gate's authority: decisions, step-up evidence, expiry and single execution per call."""
     verifier: TokenVerifier
     """Re-verifies a token taken from the vault before it is used."""
     downstream: httpx.AsyncClient
@@ -125,8 +125,8 @@ class GraphContext:
     trace_content: bool = False
     """Whether spans may carry (redacted) user messages and tool arguments; off by default."""
 
-    def pseudonym(self, principal: Principal | PrincipalState) -> str:
+    def pseudonym(self, principal: Principal | PrincipalState | Party) -> str:
         """The pseudonymous id of ``principal`` (for audit rows and spans)."""
-        if isinstance(principal, Principal):
+        if isinstance(principal, (Principal, Party)):
             return self.pseudonymize(principal.issuer, principal.subject)
         return self.pseudonymize(principal["issuer"], principal["subject"])

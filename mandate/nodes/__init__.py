@@ -4,7 +4,7 @@ from mandate.nodes.consent import after_consent, make_consent
 from mandate.nodes.planner import LlmPlanner, Node, OfflinePlanner, Plan, Planner, make_planner
 from mandate.nodes.responder import LlmResponder, OfflineResponder, Responder, responder_node
 from mandate.nodes.retriever import make_retriever
-from mandate.nodes.step_up import step_up_node
+from mandate.nodes.step_up import make_step_up
 from mandate.nodes.tool_executor import make_tool_executor
 
 __all__ = [
@@ -20,7 +20,7 @@ __all__ = [
     "make_consent",
     "make_planner",
     "make_retriever",
+    "make_step_up",
     "make_tool_executor",
     "responder_node",
-    "step_up_node",
 ]

@@ -1,14 +1,16 @@
-"""The consent node: calls that need a human decision pause the run, one call at a time.
+"""The consent node: calls that need a person's decision pause the run, one call at a time.
 
-Each pause is an interrupt in LangChain's human-in-the-loop shape (``action_requests`` and
-``review_configs`` for exactly one action). The resume value is
-``{"decisions": [{"type": "approve" | "edit" | "reject", "args"?: {...}, "message"?: str}]}``,
-optionally with ``tool_call_id`` and ``args_hash``, which must then name the pending call: that
-binds a decision to the exact action. Who may decide is checked against the resuming call's
-verified principal: the requester for consent; for approval, an OpenFGA approver of the tenant
-(other than the requester when the tool says so). A wrong decider or a malformed answer does not
-fail the run: it is audited and the graph routes back here to ask again, in a fresh node
-execution, so an earlier refused answer is never replayed against a later caller.
+Each pause is a :class:`~mandate.gate.ReviewRequest` (LangChain's human-in-the-loop shape for
+exactly one action). Who may decide is checked against the resuming call's verified principal,
+and the decision is written to the call ledger for exactly the decided arguments; the executor
+trusts only the ledger. One answer is taken per node execution: after it (taken or refused)
+the graph loops through step-up back here, in a fresh execution, so an earlier answer is never
+replayed against a later caller.
+
+Edits: the requester may edit their own call. An approver's edit inside the tool's ``editable``
+policy (``amount`` may only go down) is their approval of the edited call; any other edit by
+someone other than the requester goes back to the requester, so two people agree on the same
+arguments before anything runs.
 """
 
 from __future__ import annotations
@@ -19,131 +21,182 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from opentelemetry import trace
 
-from mandate.auth import AuthError, Relationship
-from mandate.graphs.state import Decision, GraphContext, MandateState, ProposedCall, ToolOutcome
-from mandate.nodes._outcomes import audit_call, outcome
+from mandate.auth import AuthError
+from mandate.gate import (
+    AnswerRefusal,
+    CallRecord,
+    ReviewAnswer,
+    ReviewRequest,
+    decider_refusal,
+    is_tenant_approver,
+    parse_review_answer,
+    party_of,
+)
+from mandate.graphs.state import GraphContext, MandateState, ProposedCall, ReviewError, ToolOutcome
+from mandate.nodes._outcomes import as_call, audit_call, ledger_row, outcome, spec_of
 from mandate.nodes.planner import Node
-from mandate.tools import ApprovalPolicy, ToolError, ToolSpec, args_hash, decision_refusal
+from mandate.tools import ApprovalPolicy, InvalidToolArgsError, ToolSpec, args_hash, edit_within_policy
 
 __all__ = ["after_consent", "make_consent"]
 
-DECISIONS = ("approve", "edit", "reject")
+ALLOWED_DECISIONS = ["approve", "edit", "reject"]
+SETTLED = ("approved", "rejected", "expired", "closed")
 
 
-def _spec(ctx: GraphContext, call: ProposedCall) -> ToolSpec | None:
-    try:
-        return ctx.tools.get(call["name"])
-    except ToolError:
-        return None  # the executor denies unknown tools, audited
-
-
-def _request(call: ProposedCall, spec: ToolSpec, error: str | None, *, agent: str) -> dict[str, Any]:
-    value: dict[str, Any] = {
-        "kind": "consent" if spec.approval is ApprovalPolicy.USER_CONSENT else "approval",
-        "action_requests": [
-            {"name": call["name"], "args": call["args"], "description": f"Allow {call['name']} with these arguments?"}
+async def _review_request(ctx: GraphContext, record: CallRecord, spec: ToolSpec, error: ReviewError | None, *, agent: str) -> ReviewRequest:
+    confirm = record.needs_requester
+    value = ReviewRequest(
+        kind="consent" if confirm or spec.approval is ApprovalPolicy.USER_CONSENT else "approval",
+        action_requests=[
+            {"name": record.tool, "args": record.args, "description": f"Allow {record.tool} with these arguments?"}
         ],
-        "review_configs": [{"action_name": call["name"], "allowed_decisions": list(DECISIONS)}],
-        "tool_call_id": call["id"],
-        "args_hash": call["args_hash"],
-        "policy": str(spec.approval),
-        "agent": agent,
-        "risk": spec.sensitivity,
-        "expires_in": spec.approval_ttl,
-    }
+        review_configs=[{"action_name": record.tool, "allowed_decisions": ALLOWED_DECISIONS}],
+        approval_id=record.id,
+        tool_call_id=record.tool_call_id,
+        args_hash=record.args_hash,
+        policy=str(spec.approval),
+        agent=agent,
+        risk=spec.sensitivity,
+        expires_at=record.expires_at,
+        expires_in=spec.approval_ttl,
+        purpose="confirm_edit" if confirm else "decide",
+    )
+    if confirm and record.edited_from:
+        parent = await ctx.ledger.get(record.thread_id, record.tool_call_id, record.edited_from)
+        if parent is not None and parent.decided_by is not None:
+            value["edited_by"] = ctx.pseudonym(parent.decided_by)
     if error:
-        value["error"] = error
+        value["error"] = error["code"]
+        if error["field"]:
+            value["error_field"] = error["field"]
     return value
 
 
-async def _refusal(ctx: GraphContext, state: MandateState, call: ProposedCall, spec: ToolSpec, answer: Any) -> str | None:
-    """Why this answer from this caller cannot be accepted, or ``None`` if it can."""
-    decisions = answer.get("decisions") if isinstance(answer, dict) else None
-    if not isinstance(decisions, list) or len(decisions) != 1 or not isinstance(decisions[0], dict):
-        return "invalid_decisions"
-    if decisions[0].get("type") not in DECISIONS:
-        return "unsupported_decision"
-    if answer.get("tool_call_id", call["id"]) != call["id"] or answer.get("args_hash", call["args_hash"]) != call["args_hash"]:
-        return "stale_decision"
-    requester = state["principal"]
-    assert requester is not None
-    same_tenant = ctx.caller.tenant == requester["tenant"]
-    is_approver = False
-    if spec.approval is ApprovalPolicy.APPROVER and same_tenant:
-        try:
-            is_approver = await ctx.authz.check(
-                Relationship(ctx.caller.user_id, "approver", f"tenant:{requester['tenant']}"), strong=True
-            )
-        except AuthError as exc:
-            return exc.code
-    return decision_refusal(
-        spec, is_requester=ctx.caller.same_subject(requester) and same_tenant, is_tenant_approver=is_approver
-    )
-
-
-def _decided_call(call: ProposedCall, spec: ToolSpec, decision: dict[str, Any]) -> ProposedCall | str:
-    """The call as decided: edited arguments are re-validated against the tool's schema."""
-    if decision["type"] != "edit":
-        return call
+async def _edit(ctx: GraphContext, record: CallRecord, spec: ToolSpec, answer: ReviewAnswer) -> AnswerRefusal | None:
+    """Record an edit: close ``record`` as edited and open the edited call's row."""
+    assert answer.args is not None
     try:
-        args = spec.validate_args(decision.get("args") or {})
-    except ToolError:
-        return "invalid_edit"
-    return ProposedCall(id=call["id"], name=call["name"], args=args, args_hash=args_hash(call["name"], args))
+        args = spec.validate_args(answer.args)
+    except InvalidToolArgsError as exc:
+        fields = ",".join(f"decisions[0].edited_action.args.{f}" for f in exc.fields)
+        return AnswerRefusal(code="invalid_edit", field=fields or "decisions[0].edited_action.args")
+    new_hash = args_hash(record.tool, args)
+    decider, now = party_of(ctx.caller), ctx.clock()
+    if new_hash == record.args_hash:
+        return None if await ctx.ledger.decide(record, status="approved", decider=decider, now=now, comment=answer.message) else AnswerRefusal(code="approval_expired")
+    if not await ctx.ledger.decide(record, status="edited", decider=decider, now=now, comment=answer.message, edited_to=new_hash):
+        return AnswerRefusal(code="approval_expired")
+    by_requester = decider.same_person(record.requester)
+    # The requester's own edit of their consent is their decision; their edit of an approver's
+    # edit asks the approver again; an approver's edit is theirs only inside the editable policy.
+    decided_here = (by_requester and not record.needs_requester and spec.approval is ApprovalPolicy.USER_CONSENT) or (
+        not by_requester and edit_within_policy(spec, record.args, args)
+    )
+    edited = ProposedCall(id=record.tool_call_id, name=record.tool, args=args, args_hash=new_hash)
+    child = await ctx.ledger.open(
+        edited,
+        thread_id=record.thread_id,
+        tenant=record.tenant,
+        policy=record.policy,
+        agent=record.agent,
+        requester=record.requester,
+        ttl=spec.approval_ttl,
+        now=now,
+        edited_from=record.args_hash,
+        needs_requester=not by_requester and not decided_here,
+    )
+    if decided_here:
+        await ctx.ledger.decide(child, status="approved", decider=decider, now=now, comment=answer.message)
+        if record.step_up is not None and not by_requester:
+            await ctx.ledger.record_step_up(child, record.step_up)  # a narrowing keeps the requester's step-up
+    return None
+
+
+async def _take(ctx: GraphContext, record: CallRecord, spec: ToolSpec, value: Any) -> AnswerRefusal | ReviewAnswer:
+    """Validate this run's answer and record it in the ledger; a refusal says why not."""
+    answer = parse_review_answer(value, tool_call_id=record.tool_call_id, args_hash=record.args_hash, tool=record.tool)
+    if isinstance(answer, AnswerRefusal):
+        return answer
+    decider = party_of(ctx.caller)
+    same_tenant = ctx.caller.tenant == record.tenant
+    is_approver = False
+    if spec.approval is ApprovalPolicy.APPROVER and same_tenant and not record.needs_requester:
+        try:
+            is_approver = await is_tenant_approver(ctx.authz, decider, record.tenant)
+        except AuthError as exc:
+            return AnswerRefusal(code=exc.code)
+    refusal = "not_allowed_to_decide" if not same_tenant else decider_refusal(record, spec, decider=decider, is_approver=is_approver)
+    if refusal:
+        return AnswerRefusal(code=refusal)
+    if ctx.clock() >= record.expires_at:
+        return AnswerRefusal(code="approval_expired")
+    if answer.type == "edit":
+        return await _edit(ctx, record, spec, answer) or answer
+    status = "approved" if answer.type == "approve" else "rejected"
+    if not await ctx.ledger.decide(record, status=status, decider=decider, now=ctx.clock(), comment=answer.message):
+        return AnswerRefusal(code="approval_expired")
+    return answer
 
 
 def make_consent(*, executor: str) -> Node:
     """The consent node of a graph whose approved calls ``executor`` will make."""
 
     async def consent(state: MandateState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
-        """Ask for the next pending decision; when none is pending, pass the approved calls on."""
+        """Ask for the next pending decision; when none is pending, pass the decided calls on."""
         ctx = runtime.context
-        decided = {d["call"]["id"] for d in state.get("decisions", [])}
-        gated = [
-            (c, s) for c in state.get("proposed", []) if (s := _spec(ctx, c)) and s.approval is not ApprovalPolicy.NONE
-        ]
-        pending = [(c, s) for c, s in gated if c["id"] not in decided]
-        if not pending:
-            return _settle(state)
-        call, spec = pending[0]
-        answer = interrupt(_request(call, spec, state.get("consent_error"), agent=executor))
-        error = await _refusal(ctx, state, call, spec, answer)
-        decision = answer["decisions"][0] if error is None else {}
-        final = _decided_call(call, spec, decision) if error is None else error
-        if isinstance(final, str):
-            await audit_call(ctx, state, call, "consent.refused", final, agent=executor)
-            return {"consent_error": final, "consent_pending": True}
-        await audit_call(
-            ctx, state, final, "consent.decided", decision["type"], agent=executor, policy=str(spec.approval),
-            comment_given=bool(decision.get("message")), original_args_hash=call["args_hash"],
-        )
-        span = trace.get_current_span()
-        span.set_attribute("mandate.approval.decision", decision["type"])
-        span.set_attribute("mandate.approval.decider", ctx.pseudonym(ctx.caller))
-        span.set_attribute("mandate.approval.policy", str(spec.approval))
-        span.set_attribute("gen_ai.tool.call.id", call["id"])
-        record = Decision(call=final, type=decision["type"], decided_by=ctx.pseudonym(ctx.caller))
-        return {"decisions": [*state.get("decisions", []), record], "consent_error": None, "consent_pending": True}
+        settled: list[CallRecord] = []
+        for proposed in state.get("proposed", []):
+            spec = spec_of(ctx, proposed)
+            if spec is None or spec.approval is ApprovalPolicy.NONE:
+                continue
+            record = await ledger_row(ctx, state, proposed, spec, agent=executor)
+            if record.status not in SETTLED and ctx.clock() >= record.expires_at:
+                await ctx.ledger.decide(record, status="expired", decider=None, now=ctx.clock())
+                await audit_call(ctx, state, as_call(record), "consent.expired", "expired", agent=executor)
+                record = await ledger_row(ctx, state, proposed, spec, agent=executor)
+            if record.status in SETTLED:
+                settled.append(record)
+                continue
+            if record.asked_at is None:
+                await ctx.ledger.ask(record, now=ctx.clock())
+                await audit_call(ctx, state, as_call(record), "consent.requested", "asked", agent=executor, policy=str(spec.approval))
+            value = interrupt(await _review_request(ctx, record, spec, state.get("review_error"), agent=executor))
+            taken = await _take(ctx, record, spec, value)
+            if isinstance(taken, AnswerRefusal):
+                await audit_call(ctx, state, as_call(record), "consent.refused", taken.code, agent=executor)
+                return {"review_error": ReviewError(code=taken.code, field=taken.field), "gate_pending": True}
+            await audit_call(
+                ctx, state, as_call(record), "consent.decided", taken.type, agent=executor, policy=str(spec.approval),
+                comment_given=bool(taken.message), purpose="confirm_edit" if record.needs_requester else "decide",
+            )
+            span = trace.get_current_span()
+            span.set_attribute("mandate.approval.decision", taken.type)
+            span.set_attribute("mandate.approval.decider", ctx.pseudonym(ctx.caller))
+            span.set_attribute("mandate.approval.policy", str(spec.approval))
+            span.set_attribute("gen_ai.tool.call.id", record.tool_call_id)
+            return {"review_error": None, "gate_pending": True}
+        return _settle(state, settled)
 
     return consent
 
 
-def _settle(state: MandateState) -> dict[str, Any]:
-    """Approved = ungated calls plus approved or edited ones; rejected ones become outcomes."""
-    decisions = {d["call"]["id"]: d for d in state.get("decisions", [])}
+def _settle(state: MandateState, settled: list[CallRecord]) -> dict[str, Any]:
+    """Approved = ungated calls plus the approved calls as decided; the others become outcomes."""
+    by_id = {record.tool_call_id: record for record in settled}
     approved: list[ProposedCall] = []
     outcomes: list[ToolOutcome] = list(state.get("outcomes", []))
     for call in state.get("proposed", []):
-        decision = decisions.get(call["id"])
-        if decision is None:
+        record = by_id.get(call["id"])
+        if record is None:
             approved.append(call)
-        elif decision["type"] == "reject":
-            outcomes.append(outcome(call, "declined", "rejected"))
+        elif record.status == "approved":
+            approved.append(as_call(record))
         else:
-            approved.append(decision["call"])
-    return {"approved": approved, "outcomes": outcomes, "consent_pending": False, "consent_error": None}
+            code = {"rejected": "rejected", "expired": "approval_expired"}.get(record.status, "closed")
+            outcomes.append(outcome(as_call(record), "declined", code))
+    return {"approved": approved, "outcomes": outcomes, "gate_pending": False, "review_error": None}
 
 
 def after_consent(state: MandateState) -> str:
-    """Ask again after a decision or refusal; otherwise go on to the executor."""
-    return "consent" if state.get("consent_pending") else "tool_executor"
+    """Loop through step-up and consent after an answer; otherwise go on to the executor."""
+    return "step_up" if state.get("gate_pending") else "tool_executor"

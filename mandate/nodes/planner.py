@@ -20,7 +20,7 @@ from opentelemetry import trace
 from mandate.audit import redact
 from mandate.auth import AuthError, Relationship
 from mandate.graphs.state import GraphContext, MandateState, ProposedCall, ToolOutcome
-from mandate.nodes._outcomes import audit_call, outcome
+from mandate.nodes._outcomes import audit_denial, outcome
 from mandate.tools import ToolError, ToolRegistry, args_hash
 
 __all__ = ["LlmPlanner", "Node", "OfflinePlanner", "Plan", "Planner", "make_planner"]
@@ -52,32 +52,78 @@ class Planner(Protocol):
     async def plan(self, text: str, *, tools: ToolRegistry) -> Plan: ...
 
 
-_TICKET = re.compile(r"\b(open|create|file|raise|submit)\b.*\bticket\b", re.IGNORECASE | re.DOTALL)
-_TICKET_TITLE = re.compile(r"\bticket\b\s*(?:about|for|titled|:|-)?\s*(.+)", re.IGNORECASE | re.DOTALL)
-_PAYMENT = re.compile(
-    r"\b(?:send|pay|transfer|wire)\b.*?(?P<symbol>[€$])?(?P<amount>\d+(?:[.,]\d{1,2})?)\s*(?P<currency>EUR|USD|GBP|CHF)?"
-    r".*?\bto\s+(?P<recipient>[^.,;\n]+)",
-    re.IGNORECASE | re.DOTALL,
+# Each intent is found by a few forward scans, each anchored where the previous one ended, never by
+# one pattern with several unbounded wildcards: ``\b(?:send|pay…)\b.*?(\d+)….*?\bto\s+…`` backtracked
+# cubically, so one 4 KB message held the event loop for over 20 s. A thread would not help: ``re``
+# holds the GIL while it matches. Each pattern below fails or succeeds in time linear in what it
+# reads, and the planner reads the message a constant number of times.
+_PAYMENT_VERB = re.compile(r"\b(?:send|pay|transfer|wire)\b", re.IGNORECASE)
+_AMOUNT = re.compile(
+    r"(?:(?P<grouped>\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?)|(?P<plain>\d+(?:[.,]\d{1,2})?))\s*(?P<currency>EUR|USD|GBP|CHF)?",
+    re.IGNORECASE,
 )
+"""Matches at the first digit it is searched from, without backtracking: all after the digits is optional."""
+_RECIPIENT = re.compile(r"\bto\s+(?P<recipient>[^.,;\n]+)", re.IGNORECASE)
+"""If it fails after a ``to``, it has backtracked only over the whitespace that follows that ``to``."""
+_TICKET_VERB = re.compile(r"\b(?:open|create|file|raise|submit)\b", re.IGNORECASE)
+_TICKET = re.compile(r"\bticket\b(?P<lead>\s*(?:about|for|titled|:|-)?)", re.IGNORECASE)
+"""A mention of a ticket and the words that lead into its title (``ticket for …``, ``ticket: …``)."""
 _CURRENCY_SYMBOLS = {"€": "EUR", "$": "USD"}
 
 
+def _payment_args(text: str) -> dict[str, Any] | None:
+    """The arguments of the payment ``text`` asks for, or None if it asks for none.
+
+    A payment verb, then the first amount after it (its currency code after it, or its symbol
+    before it; EUR otherwise), then the first ``to <recipient>`` after the amount.
+    """
+    verb = _PAYMENT_VERB.search(text)
+    amount = _AMOUNT.search(text, verb.end()) if verb else None
+    recipient = _RECIPIENT.search(text, amount.end()) if amount else None
+    if amount is None or recipient is None:
+        return None
+    # The verb's closing word boundary puts at least one character between it and the amount.
+    currency = amount["currency"] or _CURRENCY_SYMBOLS.get(text[amount.start() - 1], "EUR")
+    # "1,000" and "1,000.50" group thousands; a comma before one or two digits is a decimal comma.
+    value = amount["grouped"].replace(",", "") if amount["grouped"] else amount["plain"].replace(",", ".")
+    return {
+        "amount": float(value),
+        "currency": currency.upper(),
+        "recipient": recipient["recipient"].strip(),
+    }
+
+
+def _ticket_title(text: str) -> str | None:
+    """The title of the ticket ``text`` asks to open, or None if it asks for none.
+
+    A ticket verb with a mention of a ticket after it; the title is what follows the first
+    mention (and its lead-in words), else the lead-in itself, else the whole message.
+    """
+    verb = _TICKET_VERB.search(text)
+    first = _TICKET.search(text)
+    if verb is None or first is None or _TICKET.search(text, verb.end()) is None:
+        return None
+    if first.end() < len(text):
+        title = text[first.end() :]
+    elif first.start("lead") < len(text):
+        title = text[first.start("lead") :]
+    else:
+        title = text
+    return title.strip().rstrip(".")[:200] or "New ticket"
+
+
 class OfflinePlanner:
-    """Deterministic rules for the demo intents: ask about documents, open a ticket, send a payment."""
+    """Deterministic rules for the demo intents: ask about documents, open a ticket, send a payment.
+
+    Planning reads the message a constant number of times, so it stays cheap on the event loop
+    for any message (see the patterns above).
+    """
 
     async def plan(self, text: str, *, tools: ToolRegistry) -> Plan:
         """The plan for ``text`` (``tools`` is unused: the rules know the demo tools)."""
-        if payment := _PAYMENT.search(text):
-            currency = (payment["currency"] or _CURRENCY_SYMBOLS.get(payment["symbol"] or "", "EUR")).upper()
-            args = {
-                "amount": float(payment["amount"].replace(",", ".")),
-                "currency": currency,
-                "recipient": payment["recipient"].strip(),
-            }
-            return Plan(calls=(("send_payment", args),))
-        if _TICKET.search(text):
-            title_match = _TICKET_TITLE.search(text)
-            title = (title_match[1] if title_match else text).strip().rstrip(".")[:200] or "New ticket"
+        if (payment := _payment_args(text)) is not None:
+            return Plan(calls=(("send_payment", payment),))
+        if (title := _ticket_title(text)) is not None:
             return Plan(calls=(("create_ticket", {"title": title, "description": text.strip()[:4000]}),))
         return Plan(question=text.strip())
 
@@ -177,7 +223,7 @@ def make_planner(*, executor: str) -> Node:
         admitted, denied = await _admit(ctx, calls, executor=executor)
         outcomes: list[ToolOutcome] = []
         for call, code in denied:
-            await audit_call(ctx, state, call, "tool.denied", code, agent=executor, stage="planning")
+            await audit_denial(ctx, state, call, code, agent=executor, stage="planning")
             outcomes.append(outcome(call, "denied", code))
         return {
             "question": plan.question,
@@ -185,9 +231,8 @@ def make_planner(*, executor: str) -> Node:
             "approved": [],
             "outcomes": outcomes,
             "context": [],
-            "decisions": [],
-            "consent_error": None,
-            "consent_pending": False,
+            "review_error": None,
+            "gate_pending": False,
         }
 
     return planner

@@ -23,7 +23,9 @@ RESPONDER_SYSTEM_PROMPT = (
     "context does not answer it, say that you found no documents you are allowed to read that answer it."
 )
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
-_HEADING = re.compile(r"^\s*#+ .*$", re.MULTILINE)
+_HEADING = re.compile(r"^[^\S\n]*#+ .*$", re.MULTILINE)
+"""A Markdown heading line. Its indent stays within the line: an indent that could span lines would be
+rescanned from every line start of a run of blank lines, quadratic in the run."""
 EXTRACT_CHARS = 700
 """Roughly how much of each of the two best chunks the offline responder quotes."""
 _OUTCOME_TEXT = {

@@ -6,6 +6,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from mandate.auth import Principal
 from mandate.graphs.state import ContextChunk, GraphContext, MandateState
 from mandate.nodes.planner import Node
 
@@ -24,7 +25,7 @@ def make_retriever(*, agent: str) -> Node:
         if not question or principal is None:
             return {"context": []}
         chunks = await runtime.context.retriever.retrieve(
-            question, user=f"user:{principal['subject']}", tenant=principal["tenant"], agent=agent, k=TOP_K
+            question, user=Principal.user_id_of(principal), tenant=principal["tenant"], agent=agent, k=TOP_K
         )
         return {
             "context": [

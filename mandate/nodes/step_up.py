@@ -2,7 +2,9 @@
 
 The interrupt names the required ``acr_values`` and ``max_age``. The node re-runs from its start
 on resume and checks the *resuming call's verified token* (the runtime context), never the
-resume payload, so a client cannot claim a stronger login than it has.
+resume payload, so a client cannot claim a stronger login than it has. When the requester's
+token is strong and fresh enough, that evidence is bound in the call ledger to the call's exact
+arguments; the executor checks it there again before the call runs.
 """
 
 from __future__ import annotations
@@ -12,36 +14,60 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from mandate.auth import step_up_satisfied
+from mandate.auth import StepUpRequirement, acr_at_least, step_up_satisfied
+from mandate.gate import StepUpEvidence, StepUpRequest
 from mandate.graphs.state import GraphContext, MandateState
-from mandate.tools import ToolError
+from mandate.nodes._outcomes import as_call, audit_call, ledger_row, requester_of, spec_of
+from mandate.nodes.planner import Node
 
-__all__ = ["step_up_node"]
+__all__ = ["make_step_up"]
+
+STEP_UP_DESCRIPTION = "Sign in again with a second factor, then resume this thread with the new token."
 
 
-async def step_up_node(state: MandateState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
-    """Interrupt with kind ``step_up`` until the requester's current token meets every requirement."""
-    ctx = runtime.context
-    principal = state["principal"]
-    for call in state.get("proposed", []):
-        try:
-            requirement = ctx.tools.get(call["name"]).step_up
-        except ToolError:
-            continue  # the executor denies unknown tools, audited
-        if requirement is None:
-            continue
-        caller_is_requester = principal is not None and ctx.caller.same_subject(principal)
-        # On resume interrupt() returns the resume value instead of pausing; the loop then
-        # re-checks the same (still weak) caller and the next interrupt() pauses again.
-        while not (caller_is_requester and step_up_satisfied(ctx.caller, requirement, now=ctx.clock())):
-            interrupt(
-                {
-                    "kind": "step_up",
-                    "tool": call["name"],
-                    "tool_call_id": call["id"],
-                    "acr_values": requirement.acr,
-                    "max_age": requirement.max_age,
-                    "description": "Sign in again with a second factor, then resume this thread with the new token.",
-                }
+def _fresh(evidence: StepUpEvidence | None, requirement: StepUpRequirement) -> bool:
+    return (
+        evidence is not None
+        and acr_at_least(evidence.acr, requirement.acr)
+        and evidence.checked_at - evidence.auth_time <= requirement.max_age
+    )
+
+
+def make_step_up(*, executor: str) -> Node:
+    """The step-up node of a graph whose calls ``executor`` makes."""
+
+    async def step_up(state: MandateState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
+        """Interrupt with kind ``step_up`` until the requester's current token meets each call's requirement."""
+        ctx = runtime.context
+        requester = requester_of(state)
+        for proposed in state.get("proposed", []):
+            spec = spec_of(ctx, proposed)
+            if spec is None or spec.step_up is None:
+                continue
+            record = await ledger_row(ctx, state, proposed, spec, agent=executor)
+            if record.status in ("rejected", "expired", "closed") or _fresh(record.step_up, spec.step_up):
+                continue
+            call = as_call(record)
+            if not (ctx.caller.same_subject(requester) and step_up_satisfied(ctx.caller, spec.step_up, now=ctx.clock())):
+                await audit_call(ctx, state, call, "step_up.required", "asked", agent=executor, acr=spec.step_up.acr)
+            # This run's caller cannot change, so a caller who does not satisfy it pauses here for
+            # good: on resume interrupt() returns earlier answers and the next interrupt() pauses.
+            while not (ctx.caller.same_subject(requester) and step_up_satisfied(ctx.caller, spec.step_up, now=ctx.clock())):
+                interrupt(
+                    StepUpRequest(
+                        kind="step_up",
+                        tool=call["name"],
+                        tool_call_id=call["id"],
+                        acr_values=spec.step_up.acr,
+                        max_age=spec.step_up.max_age,
+                        description=STEP_UP_DESCRIPTION,
+                    )
+                )
+            assert ctx.caller.acr is not None and ctx.caller.auth_time is not None  # step_up_satisfied holds
+            await ctx.ledger.record_step_up(
+                record, StepUpEvidence(acr=ctx.caller.acr, auth_time=ctx.caller.auth_time, checked_at=ctx.clock())
             )
-    return {}
+            await audit_call(ctx, state, call, "step_up.satisfied", "ok", agent=executor, acr=ctx.caller.acr)
+        return {}
+
+    return step_up

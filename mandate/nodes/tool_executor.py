@@ -1,10 +1,12 @@
-"""The tool executor: every approved call passes the whole gate, in order, or does not run.
+"""The tool executor: every approved call passes the whole gate, in order, at the moment it runs.
 
 Order (each step fail-closed): registry lookup → arguments bound to the approved hash → the
 requester's token (this call's, or the vault's when someone else resumed the run) and its scopes →
-OpenFGA (the user may use the tool AND the agent may invoke it) → write-ahead audit record →
-token exchange → downstream call with an idempotency key per tool call, so a crash and resume
-never doubles an effect.
+OpenFGA (the user may use the tool AND the agent may invoke it) → the call ledger (a decision by
+an allowed person for exactly these arguments, step-up evidence for them, not expired, not run
+before) → write-ahead audit record → token exchange → downstream call with an idempotency key
+per tool call, so a crash and resume never doubles an effect. Graph state only says which calls
+to try; none of it is trusted as a decision.
 """
 
 from __future__ import annotations
@@ -17,13 +19,20 @@ from langgraph.types import interrupt
 from opentelemetry import trace
 
 from mandate.audit import AuditUnavailableError, redact
-from mandate.auth import AuthError, Relationship
+from mandate.auth import ACR_LEVELS, AuthError, Principal, Relationship, acr_at_least
+from mandate.auth import vocabulary as fga
+from mandate.gate import CallRecord, ReauthenticateRequest, execution_refusal
 from mandate.graphs.state import GraphContext, MandateState, ProposedCall, ToolOutcome
-from mandate.nodes._outcomes import audit_call, outcome
+from mandate.nodes._outcomes import audit_call, outcome, party, requester_of, spec_of
 from mandate.nodes.planner import Node
-from mandate.tools import ToolError, ToolSpec, args_hash, call_downstream
+from mandate.tools import ApprovalPolicy, ToolError, ToolSpec, args_hash, call_downstream
 
 __all__ = ["make_tool_executor"]
+
+REAUTHENTICATE_DESCRIPTION = (
+    "This action needs your own valid sign-in (yours expired while it waited, or is weaker than it needs). "
+    "Sign in again and resume this thread."
+)
 
 
 class _Refused(Exception):
@@ -35,21 +44,53 @@ class _Refused(Exception):
         self.code = code
 
 
-async def _requester_token(ctx: GraphContext, state: MandateState) -> str | None:
-    """The requester's own token: this call's if they made it, else the vault's (None if expired)."""
-    requester = state["principal"]
-    assert requester is not None
+def _required_acr(ctx: GraphContext, calls: list[ProposedCall]) -> str | None:
+    """The strongest authentication level any of ``calls`` needs of the token to delegate."""
+    levels = [spec.step_up.acr for call in calls if (spec := spec_of(ctx, call)) and spec.step_up]
+    return max(levels, key=ACR_LEVELS.index) if levels else None
+
+
+async def _requester_token(ctx: GraphContext, state: MandateState, *, acr: str | None) -> tuple[str, Principal] | None:
+    """The requester's own token and who it speaks for: this call's if they made it, else the vault's.
+
+    ``None`` when there is none, it expired, or it is weaker than ``acr``: the requester signs in again.
+
+    Raises:
+        AuthError: A vaulted token no longer verifies (it is re-verified, never trusted).
+    """
+    requester = requester_of(state)
     if ctx.caller.same_subject(requester) and ctx.subject_token:
-        return ctx.subject_token
-    return await ctx.vault.get(
-        issuer=requester["issuer"], subject=requester["subject"], thread_id=ctx.thread_id, now=ctx.clock()
+        token, holder = ctx.subject_token, ctx.caller
+    else:
+        vaulted = await ctx.vault.get(
+            issuer=requester["issuer"], subject=requester["subject"], thread_id=ctx.thread_id, now=ctx.clock()
+        )
+        if vaulted is None:
+            return None
+        token, holder = vaulted, await ctx.verifier.verify(vaulted)
+    if acr is not None and not acr_at_least(holder.acr, acr):
+        return None
+    return token, holder
+
+
+async def _ledger_record(ctx: GraphContext, state: MandateState, call: ProposedCall, spec: ToolSpec, *, agent: str) -> CallRecord:
+    """The ledger row of exactly these arguments; an ungated call gets one now (to run it once)."""
+    record = await ctx.ledger.get(ctx.thread_id, call["id"], call["args_hash"])
+    if record is not None or spec.approval is not ApprovalPolicy.NONE or spec.step_up is not None:
+        if record is None:
+            raise _Refused("denied", "approval_missing")
+        return record
+    requester = requester_of(state)
+    return await ctx.ledger.open(
+        call, thread_id=ctx.thread_id, tenant=requester["tenant"], policy=str(spec.approval), agent=agent,
+        requester=party(requester), ttl=spec.approval_ttl, now=ctx.clock(),
     )
 
 
 async def _gate(
-    ctx: GraphContext, state: MandateState, call: ProposedCall, token: str, *, agent: str
-) -> tuple[ToolSpec, dict[str, Any]]:
-    """Registry, arguments, token scopes, OpenFGA: raise :class:`_Refused` on any no."""
+    ctx: GraphContext, state: MandateState, call: ProposedCall, holder: Principal, *, agent: str
+) -> tuple[ToolSpec, dict[str, Any], CallRecord]:
+    """Registry, arguments, token scopes, OpenFGA, the ledger: raise :class:`_Refused` on any no."""
     try:
         spec = ctx.tools.get(call["name"])
         args = spec.validate_args(call["args"])
@@ -57,42 +98,47 @@ async def _gate(
         raise _Refused("denied" if exc.code == "unknown_tool" else "failed", exc.code) from exc
     if args_hash(spec.name, args) != call["args_hash"]:
         raise _Refused("denied", "args_changed_after_approval")
-    requester = state["principal"]
-    assert requester is not None
-    try:
-        scopes = await _token_scopes(ctx, token)
-    except AuthError as exc:
-        raise _Refused("denied", exc.code) from exc
-    if not set(spec.scopes) <= scopes:
+    if not set(spec.scopes) <= holder.scopes:
         raise _Refused("denied", "insufficient_scope")
+    requester = requester_of(state)
     try:
         user_may, agent_may = await ctx.authz.batch_check(
             [
-                Relationship(f"user:{requester['subject']}", spec.relation, spec.resource),
-                Relationship(agent, "invoker", spec.resource),
+                Relationship(Principal.user_id_of(requester), spec.relation, spec.resource),
+                Relationship(fga.agent(agent), fga.INVOKER, spec.resource),
             ],
             strong=True,
         )
+        if not user_may:
+            raise _Refused("denied", "user_not_allowed")
+        if not agent_may:
+            raise _Refused("denied", "agent_not_allowed")
+        record = await _ledger_record(ctx, state, call, spec, agent=agent)
+        refusal = await execution_refusal(
+            ctx.ledger, ctx.authz, spec, record, requester=party(requester), token_principal=holder, now=ctx.clock()
+        )
     except AuthError as exc:
         raise _Refused("denied", exc.code) from exc
-    if not user_may:
-        raise _Refused("denied", "user_not_allowed")
-    if not agent_may:
-        raise _Refused("denied", "agent_not_allowed")
-    return spec, args
+    if refusal:
+        raise _Refused("denied" if refusal != "rejected" else "declined", refusal)
+    return spec, args, record
 
 
-async def _execute(ctx: GraphContext, state: MandateState, call: ProposedCall, token: str, *, agent: str) -> ToolOutcome:
-    requester = state["principal"]
-    assert requester is not None
+async def _execute(ctx: GraphContext, state: MandateState, call: ProposedCall, holder: Principal, token: str, *, agent: str) -> ToolOutcome:
+    requester = requester_of(state)
     try:
-        spec, args = await _gate(ctx, state, call, token, agent=agent)
+        spec, args, record = await _gate(ctx, state, call, holder, agent=agent)
     except _Refused as refusal:
         await audit_call(ctx, state, call, "tool.denied", refusal.code, agent=agent)
         return outcome(call, refusal.status, refusal.code)
+    if await ctx.ledger.start_execution(record) == "done":
+        await audit_call(ctx, state, call, "tool.denied", "already_executed", agent=agent)
+        return outcome(call, "denied", "already_executed")
+    approvers = [ctx.pseudonym(p) for p in (record.decided_by,) if p is not None]
     try:
         started = await audit_call(
-            ctx, state, call, "tool.started", "allowed", agent=agent, audience=spec.audience, scopes=list(spec.scopes)
+            ctx, state, call, "tool.started", "allowed", agent=agent, audience=spec.audience, scopes=list(spec.scopes),
+            decided_by=approvers, attempt=record.attempts + 1,
         )
     except AuditUnavailableError as exc:
         return outcome(call, "failed", exc.code)  # no durable record, no tool run
@@ -108,18 +154,14 @@ async def _execute(ctx: GraphContext, state: MandateState, call: ProposedCall, t
             ctx.downstream, spec, args=args, token=delegated, idempotency_key=f"{ctx.thread_id}:{call['id']}"
         )
     except (AuthError, ToolError) as exc:
+        await ctx.ledger.finish_execution(record, outcome={"status": "failed", "code": exc.code}, now=ctx.clock())
         await audit_call(ctx, state, call, "tool.failed", exc.code, agent=agent, started=started)
         return outcome(call, "failed", exc.code)
     safe = {k: v for k, v in result.items() if k in ("id", "status")}
+    reference = {"id": str(result["id"])} if "id" in result else {}
+    await ctx.ledger.finish_execution(record, outcome={"status": "succeeded", "code": "ok", **reference}, now=ctx.clock())
     await audit_call(ctx, state, call, "tool.succeeded", "ok", agent=agent, started=started, **safe)
     return outcome(call, "succeeded", "ok", safe)
-
-
-async def _token_scopes(ctx: GraphContext, token: str) -> frozenset[str]:
-    """Scopes of the requester's token, verified again (a vault token is re-verified, not trusted)."""
-    if token is ctx.subject_token:
-        return ctx.caller.scopes
-    return (await ctx.verifier.verify(token)).scopes
 
 
 def make_tool_executor(*, agent: str) -> Node:
@@ -132,17 +174,25 @@ def make_tool_executor(*, agent: str) -> Node:
         outcomes = list(state.get("outcomes", []))
         if not approved:
             return {"outcomes": outcomes}
-        token = await _requester_token(ctx, state)
-        while token is None:
-            # The requester's stored token expired during the wait: ask them to sign in and resume.
-            interrupt(
-                {
-                    "kind": "reauthenticate",
-                    "tool_call_ids": [c["id"] for c in approved],
-                    "description": "Your sign-in expired while this action waited. Sign in again and resume this thread.",
-                }
-            )
-            token = await _requester_token(ctx, state)
+        acr = _required_acr(ctx, approved)
+        try:
+            usable = await _requester_token(ctx, state, acr=acr)
+            while usable is None:
+                # No usable token of the requester (it expired while the call waited, or it is
+                # weaker than the call needs): ask them to sign in and resume.
+                request = ReauthenticateRequest(
+                    kind="reauthenticate", tool_call_ids=[c["id"] for c in approved], description=REAUTHENTICATE_DESCRIPTION
+                )
+                if acr:
+                    request["acr_values"] = acr
+                interrupt(request)
+                usable = await _requester_token(ctx, state, acr=acr)
+        except AuthError as exc:
+            for call in approved:
+                await audit_call(ctx, state, call, "tool.denied", exc.code, agent=agent)
+                outcomes.append(outcome(call, "denied", exc.code))
+            return {"outcomes": outcomes, "approved": []}
+        token, holder = usable
         for call in approved:
             with ctx.tracer.start_as_current_span(f"execute_tool {call['name']}") as span:
                 span.set_attribute("gen_ai.operation.name", "execute_tool")
@@ -152,7 +202,7 @@ def make_tool_executor(*, agent: str) -> Node:
                 span.set_attribute("gen_ai.conversation.id", ctx.thread_id)
                 if ctx.trace_content:
                     span.set_attribute("gen_ai.tool.call.arguments", redact(json.dumps(call["args"], sort_keys=True)))
-                result = await _execute(ctx, state, call, token, agent=agent)
+                result = await _execute(ctx, state, call, holder, token, agent=agent)
                 span.set_attribute("mandate.tool.status", result["status"])
                 span.set_attribute("mandate.tool.code", result["code"])
             outcomes.append(result)

@@ -41,7 +41,11 @@ def _stem(word: str) -> str:
 
 
 class LexicalEmbeddings(Embeddings):
-    """Signed feature hashing of stemmed words, weighted 1 + log(tf), L2-normalised."""
+    """Signed feature hashing of stemmed words, weighted 1 + log(tf), L2-normalised.
+
+    The async methods are LangChain's, which hash in a worker thread: a question as long as the
+    service accepts is milliseconds of pure-Python work that would otherwise hold the event loop.
+    """
 
     def __init__(self, *, dimensions: int = DEFAULT_DIMENSIONS) -> None:
         self.dimensions = dimensions
@@ -52,10 +56,6 @@ class LexicalEmbeddings(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a query exactly like a document (the space is symmetric)."""
-        return self._embed(text)
-
-    async def aembed_query(self, text: str) -> list[float]:
-        """Embed a query without a thread hop (hashing a question takes microseconds)."""
         return self._embed(text)
 
     def _embed(self, text: str) -> list[float]:

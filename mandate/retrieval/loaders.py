@@ -26,7 +26,8 @@ MAX_ID_LENGTH = 256
 """OpenFGA's limit on an object id."""
 _NOT_IN_ID = re.compile(r"[\s#:@]+")
 """Characters OpenFGA does not accept in an object id."""
-_HEADING = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
+_HEADING = re.compile(r"^#[^\S\n]+([^\n]+)", re.MULTILINE)
+"""A level-one heading line; its closing ``#``s are stripped in Python (a pattern doing it backtracked cubically)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -97,7 +98,7 @@ def _load_text(path: Path) -> tuple[str, str | None]:
         raise IngestionError(f"{path}: not readable as UTF-8 text.") from exc
     text = "\n".join(d.page_content for d in documents)
     heading = _HEADING.search(text) if path.suffix.lower() in {".md", ".markdown"} else None
-    return text, heading.group(1) if heading else None
+    return text, heading.group(1).strip().rstrip("#").strip() or None if heading else None
 
 
 def _load_pdf(path: Path) -> tuple[str, str | None]:

@@ -2,6 +2,6 @@
 
 from mandate.service.app import create_app
 from mandate.service.devstack import DevStack
-from mandate.service.settings import IssuerSettings, Settings
+from mandate.service.settings import DevSettings, IssuerSettings, Settings
 
-__all__ = ["DevStack", "IssuerSettings", "Settings", "create_app"]
+__all__ = ["DevSettings", "DevStack", "IssuerSettings", "Settings", "create_app"]

@@ -11,6 +11,7 @@ from opentelemetry.trace import TracerProvider
 from mandate.auth.dev_issuer import DEMO_USERS, DEV_CLI_CLIENT_ID, TOKEN_EXCHANGE_GRANT, DevClient, create_dev_issuer_app
 from mandate.service.demo_apis import demo_apis_router
 from mandate.service.errors import install_error_handlers
+from mandate.service.limits import BodySizeLimit
 from mandate.service.routes import approvals, assistants, audit, meta, runs, threads, ui
 from mandate.service.runs import RunManager
 from mandate.service.runtime import open_services
@@ -36,7 +37,12 @@ def _dev_clients(settings: Settings) -> list[DevClient]:
 
 
 def create_app(settings: Settings, *, tracer_provider: TracerProvider) -> FastAPI:
-    """Build the service. ``settings`` must be resolved (database and OpenFGA URLs set)."""
+    """Build the service. ``settings`` must be resolved (database and OpenFGA URLs set).
+
+    Raises:
+        ConfigurationError: Production mode with dev-only values or missing secrets.
+    """
+    settings.check_production_ready()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,6 +53,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider) -> FastAP
 
     app = FastAPI(title="Mandate", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit)
     app.include_router(meta.router)
     app.include_router(threads.router)
     app.include_router(runs.router)

@@ -11,7 +11,8 @@ import uvicorn
 
 from mandate.service.audit_cli import add_audit_commands
 from mandate.service.ingest_cli import add_ingest_command
-from mandate.service.settings import Settings
+from mandate.service.users_cli import add_users_commands
+from mandate.service.settings import ConfigurationError, DevSettings, Settings
 
 __all__ = ["main"]
 
@@ -31,7 +32,7 @@ def _serve(settings: Settings) -> None:
 def _cmd_dev(args: argparse.Namespace) -> int:
     from mandate.service.devstack import DevStack
 
-    settings = Settings()
+    settings = DevSettings()
     if settings.env == "prod":
         print("mandate dev: refuses MANDATE_ENV=prod; use `mandate serve`.", file=sys.stderr)
         return 2
@@ -49,6 +50,11 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings()
+    try:
+        settings.check_production_ready()
+    except ConfigurationError as exc:
+        print(f"mandate serve: {exc.message}", file=sys.stderr)
+        return 2
     if not settings.database_url or not settings.fga_api_url:
         print("mandate serve: set MANDATE_DATABASE_URL and MANDATE_FGA_API_URL (or use `mandate dev`).", file=sys.stderr)
         return 2
@@ -64,7 +70,7 @@ def _cmd_install_tools(args: argparse.Namespace) -> int:
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = DevSettings()
     from mandate.auth.dev_issuer import DEV_CLI_CLIENT_ID
 
     form = {"grant_type": "password", "client_id": DEV_CLI_CLIENT_ID, "username": args.user, "password": args.password}
@@ -91,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--otp", help="the dev second factor (000000) for an MFA-level token")
     token.set_defaults(run=_cmd_token)
     add_audit_commands(commands)
+    add_users_commands(commands)
     add_ingest_command(commands)
     args = parser.parse_args(argv)
     return int(args.run(args))

@@ -10,6 +10,7 @@ from mandate.auth import Principal
 from mandate.auth.errors import MissingTokenError
 from mandate.service.runs import RunManager
 from mandate.service.runtime import Services
+from mandate.service.sessions import issued_at
 
 __all__ = ["BearerToken", "CurrentPrincipal", "Runs", "ServicesDep"]
 
@@ -46,8 +47,15 @@ BearerToken = Annotated[str, Depends(bearer_token)]
 
 
 async def current_principal(services: ServicesDep, token: BearerToken) -> Principal:
-    """The verified principal of this request."""
-    return await services.verifier.verify(token)
+    """The verified principal of this request, unless an operator has cut its user off.
+
+    Raises:
+        TokenError: The token is not acceptable; ``token_revoked`` if its user was cut off.
+        RevocationUnavailableError: The revocation list could not be read (503, never an allow).
+    """
+    principal = await services.verifier.verify(token)
+    await services.sessions.check_not_revoked(principal, issued_at=issued_at(token))
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

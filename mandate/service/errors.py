@@ -10,6 +10,9 @@
     ├── AssistantNotFoundError   code=assistant_not_found  (404)
     ├── RunNotFoundError         code=run_not_found        (404)
     ├── InvalidRunError          code=invalid_run          (422)
+    ├── ThreadQuotaError         code=thread_quota_exceeded (429: the user keeps the most threads allowed)
+    ├── ThreadNotIdleError       code=thread_not_idle      (409: paused or unfinished; state is not writable)
+    ├── StateUpdateRefusedError  code=invalid_state_update (400: the thread never ran)
     ├── ApprovalError
     │   ├── ApprovalNotFoundError    code=approval_not_found   (404; also for other tenants)
     │   ├── ApprovalNotPendingError  code=approval_not_pending (409: decided, closed, or lost a race)
@@ -31,6 +34,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mandate.auth import StepUpRequiredError, TokenError
 from mandate.errors import AppError
@@ -54,8 +58,11 @@ __all__ = [
     "ThreadBoundError",
     "ThreadBusyError",
     "ThreadExistsError",
+    "StateUpdateRefusedError",
     "ThreadInterruptedError",
     "ThreadNotFoundError",
+    "ThreadNotIdleError",
+    "ThreadQuotaError",
     "install_error_handlers",
 ]
 
@@ -120,6 +127,24 @@ class InvalidRunError(ServiceError):
     """Raised when a run request is malformed (input and command together, neither, bad messages)."""
 
     code = "invalid_run"
+
+
+class ThreadQuotaError(ServiceError):
+    """Raised when a user who already keeps ``max_threads_per_user`` threads creates another."""
+
+    code = "thread_quota_exceeded"
+
+
+class ThreadNotIdleError(ServiceError):
+    """Raised when a state write targets a thread that is paused at an interrupt or stopped between nodes."""
+
+    code = "thread_not_idle"
+
+
+class StateUpdateRefusedError(ServiceError):
+    """Raised when a state write targets a thread that has never run (there is nothing to update)."""
+
+    code = "invalid_state_update"
 
 
 class ApprovalError(ServiceError):
@@ -198,6 +223,11 @@ STATUS_BY_CODE: dict[str, int] = {
     "thread_bound": 409,
     "thread_not_interrupted": 409,
     "thread_interrupted": 409,
+    "thread_not_idle": 409,
+    "thread_quota_exceeded": 429,
+    "invalid_state_update": 400,
+    "revocation_unavailable": 503,
+    "sessions_unavailable": 503,
     "assistant_not_found": 404,
     "run_not_found": 404,
     "invalid_run": 422,
@@ -221,16 +251,23 @@ def error_body(code: str, message: str) -> dict[str, str]:
 
 
 def _www_authenticate(request: Request, error: TokenError | StepUpRequiredError) -> str:
-    metadata = str(request.base_url).rstrip("/") + "/.well-known/oauth-protected-resource"
-    value = f'Bearer resource_metadata="{metadata}"'
+    """The RFC 6750 / RFC 9470 challenge for ``error``, built only from configuration and constants.
+
+    The description is the error class's fixed text, never its message; the metadata URL is the
+    configured public URL, not the request's ``Host`` (which the caller chooses).
+    """
+    services = getattr(request.app.state, "services", None)
+    value = "Bearer"
+    if services is not None:
+        value += f' resource_metadata="{services.settings.public_url}/.well-known/oauth-protected-resource",'
     if isinstance(error, StepUpRequiredError):
         value += (
-            f', error="insufficient_user_authentication", error_description="{error.message}"'
-            f', acr_values="{error.acr_values}", max_age={error.max_age}'
+            f' error="insufficient_user_authentication", error_description="{error.description}"'
+            f', acr_values="{error.acr_values}", max_age={int(error.max_age)}'
         )
     elif error.code != "missing_token":
-        value += f', error="invalid_token", error_description="{error.message}"'
-    return value
+        value += f' error="invalid_token", error_description="{error.description}"'
+    return value.rstrip(",")
 
 
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
@@ -254,6 +291,21 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({**error_body("invalid_request", "The request is invalid."), "errors": errors}, 422)
 
 
+HTTP_ERROR_CODES = {
+    400: ("bad_request", "The request could not be read."),
+    404: ("not_found", "There is no such resource."),
+    405: ("method_not_allowed", "This method is not allowed on this resource."),
+    413: ("request_too_large", "The request is too large."),
+}
+"""Starlette's own refusals (unknown route, wrong method, unreadable body) in Mandate's error shape."""
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code, message = HTTP_ERROR_CODES.get(exc.status_code, ("http_error", "The request was refused."))
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     _log.error("unexpected error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
     return JSONResponse(error_body("internal_error", "Internal error."), status_code=500)
@@ -263,4 +315,5 @@ def install_error_handlers(app: FastAPI) -> None:
     """Map every error to its HTTP answer, once, for ``app``."""
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

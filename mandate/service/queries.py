@@ -76,6 +76,46 @@ MIGRATIONS = [
     "ALTER TABLE mandate.demo_effects ADD COLUMN traceparent text",
     # 8: where a paused run's trace continues when the thread is resumed (one trace per run).
     "ALTER TABLE mandate.threads ADD COLUMN traceparent text",
+    # 9: the call ledger replaces the approval queue: one row per (thread, call, args hash), the
+    # gate's authority for decisions, step-up evidence, expiry and single execution.
+    """
+    CREATE TABLE mandate.tool_calls (
+        id uuid PRIMARY KEY,
+        thread_id uuid NOT NULL,  -- no foreign key: threads of `langgraph dev` live in its own store
+        tool_call_id text NOT NULL,
+        args_hash text NOT NULL,
+        tenant text NOT NULL,
+        tool text NOT NULL,
+        args jsonb NOT NULL,
+        policy text NOT NULL,
+        agent text NOT NULL,
+        requester_issuer text NOT NULL,
+        requester_subject text NOT NULL,
+        requester_user text NOT NULL,
+        status text NOT NULL DEFAULT 'pending',
+        needs_requester boolean NOT NULL DEFAULT false,
+        edited_from text,
+        edited_to text,
+        reason text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL,
+        asked_at timestamptz,
+        decided_by_issuer text,
+        decided_by_subject text,
+        decided_by_user text,
+        decided_at timestamptz,
+        comment text,
+        step_up_acr text,
+        step_up_auth_time bigint,
+        step_up_checked_at timestamptz,
+        attempts int NOT NULL DEFAULT 0,
+        executed_at timestamptz,
+        outcome jsonb,
+        UNIQUE (thread_id, tool_call_id, args_hash)
+    );
+    CREATE INDEX tool_calls_pending ON mandate.tool_calls (tenant, status, expires_at);
+    DROP TABLE mandate.approvals;
+    """,
 ]
 
 _THREAD_COLUMNS = "thread_id, tenant, status, metadata, created_at, updated_at, assistant_id"
@@ -85,6 +125,11 @@ INSERT INTO mandate.threads (thread_id, tenant, owner_issuer, owner_subject, met
 VALUES (%(thread_id)s, %(tenant)s, %(issuer)s, %(subject)s, %(metadata)s)
 ON CONFLICT (thread_id) DO NOTHING
 RETURNING {_THREAD_COLUMNS}
+"""
+
+COUNT_OWNED_THREADS = """
+SELECT count(*) AS n FROM mandate.threads
+WHERE tenant = %(tenant)s AND owner_issuer = %(issuer)s AND owner_subject = %(subject)s
 """
 
 SELECT_OWNED_THREAD = f"""
@@ -112,7 +157,10 @@ UPDATE mandate.threads SET status = %(status)s, traceparent = %(traceparent)s, u
 WHERE thread_id = %(thread_id)s
 """
 
-DELETE_THREAD = "DELETE FROM mandate.threads WHERE thread_id = %(thread_id)s"
+DELETE_THREAD = """
+WITH calls AS (DELETE FROM mandate.tool_calls WHERE thread_id = %(thread_id)s)
+DELETE FROM mandate.threads WHERE thread_id = %(thread_id)s
+"""
 
 INSERT_EFFECT = """
 INSERT INTO mandate.demo_effects (api, idempotency_key, id, subject, actor, audience, scopes, body, traceparent)
@@ -132,43 +180,97 @@ WHERE api = %(api)s AND subject = %(subject)s ORDER BY created_at
 
 RESET_BUSY_THREADS = "UPDATE mandate.threads SET status = 'error', updated_at = now() WHERE status = 'busy'"
 
-_APPROVAL_COLUMNS = """id, thread_id, tenant, tool_call_id, tool, args, args_hash, policy, agent,
-    requester_issuer, requester_subject, status, created_at, expires_at, decision, decided_at, comment"""
+_CALL_COLUMNS = """id, thread_id, tool_call_id, args_hash, tenant, tool, args, policy, agent, requester_issuer,
+    requester_subject, requester_user, status, needs_requester, edited_from, edited_to, reason,
+    extract(epoch FROM created_at)::float8 AS created_at, extract(epoch FROM expires_at)::float8 AS expires_at,
+    extract(epoch FROM asked_at)::float8 AS asked_at,
+    decided_by_issuer, decided_by_subject, decided_by_user, extract(epoch FROM decided_at)::float8 AS decided_at,
+    comment, step_up_acr, step_up_auth_time, extract(epoch FROM step_up_checked_at)::float8 AS step_up_checked_at,
+    attempts, extract(epoch FROM executed_at)::float8 AS executed_at, outcome"""
 
-INSERT_APPROVAL = """
-INSERT INTO mandate.approvals (id, thread_id, tenant, tool_call_id, tool, args, args_hash, policy, agent,
-                               requester_issuer, requester_subject, expires_at)
-VALUES (%(id)s, %(thread_id)s, %(tenant)s, %(tool_call_id)s, %(tool)s, %(args)s, %(args_hash)s, %(policy)s,
-        %(agent)s, %(requester_issuer)s, %(requester_subject)s, now() + make_interval(secs => %(ttl)s))
-ON CONFLICT (thread_id, tool_call_id) DO NOTHING
+OPEN_CALL = f"""
+WITH opened AS (
+    INSERT INTO mandate.tool_calls (id, thread_id, tool_call_id, args_hash, tenant, tool, args, policy, agent,
+        requester_issuer, requester_subject, requester_user, needs_requester, edited_from, created_at, expires_at)
+    VALUES (%(id)s, %(thread_id)s, %(tool_call_id)s, %(args_hash)s, %(tenant)s, %(tool)s, %(args)s, %(policy)s,
+        %(agent)s, %(requester_issuer)s, %(requester_subject)s, %(requester_user)s, %(needs_requester)s,
+        %(edited_from)s, to_timestamp(%(now)s), to_timestamp(%(now)s + %(ttl)s))
+    ON CONFLICT (thread_id, tool_call_id, args_hash) DO NOTHING
+    RETURNING {_CALL_COLUMNS}
+)
+SELECT * FROM opened
+UNION ALL
+SELECT {_CALL_COLUMNS} FROM mandate.tool_calls
+WHERE thread_id = %(thread_id)s AND tool_call_id = %(tool_call_id)s AND args_hash = %(args_hash)s
 """
 
-CLOSE_OTHER_PENDING_APPROVALS = """
-UPDATE mandate.approvals SET status = 'closed'
-WHERE thread_id = %(thread_id)s AND status = 'pending' AND tool_call_id <> ALL(%(keep)s)
+SELECT_CALL = f"""
+SELECT {_CALL_COLUMNS} FROM mandate.tool_calls
+WHERE thread_id = %(thread_id)s AND tool_call_id = %(tool_call_id)s AND args_hash = %(args_hash)s
 """
 
-EXPIRE_APPROVALS = "UPDATE mandate.approvals SET status = 'expired' WHERE status = 'pending' AND expires_at <= now()"
-
-LIST_PENDING_APPROVALS = f"""
-SELECT {_APPROVAL_COLUMNS} FROM mandate.approvals
-WHERE tenant = %(tenant)s AND status = 'pending' AND expires_at > now()
-ORDER BY created_at
+SELECT_CURRENT_CALL = f"""
+SELECT {_CALL_COLUMNS} FROM mandate.tool_calls
+WHERE thread_id = %(thread_id)s AND tool_call_id = %(tool_call_id)s AND status <> 'edited'
+ORDER BY created_at DESC LIMIT 1
 """
 
-SELECT_APPROVAL_IN_TENANT = f"SELECT {_APPROVAL_COLUMNS} FROM mandate.approvals WHERE id = %(id)s AND tenant = %(tenant)s"
+SELECT_CALL_IN_TENANT = f"""
+SELECT {_CALL_COLUMNS} FROM mandate.tool_calls
+WHERE id = %(id)s AND tenant = %(tenant)s AND policy <> 'none' AND asked_at IS NOT NULL
+"""
 
-CLAIM_APPROVAL = """
-UPDATE mandate.approvals
-SET status = 'deciding', decided_by_issuer = %(issuer)s, decided_by_subject = %(subject)s, decision = %(decision)s,
-    comment = %(comment)s
-WHERE id = %(id)s AND status = 'pending' AND expires_at > now()
+DECIDE_CALL = """
+UPDATE mandate.tool_calls
+SET status = %(status)s, decided_by_issuer = %(issuer)s, decided_by_subject = %(subject)s, decided_by_user = %(user)s,
+    decided_at = to_timestamp(%(now)s), comment = %(comment)s, edited_to = %(edited_to)s
+WHERE id = %(id)s AND status IN ('pending', 'deciding')
+  AND (%(status)s = 'expired' OR expires_at > to_timestamp(%(now)s))
 RETURNING id
 """
 
-FINISH_APPROVAL = """
-UPDATE mandate.approvals SET status = %(status)s, decided_at = CASE WHEN %(status)s = 'pending' THEN NULL ELSE now() END
+MARK_ASKED = "UPDATE mandate.tool_calls SET asked_at = to_timestamp(%(now)s) WHERE id = %(id)s AND asked_at IS NULL"
+
+RECORD_STEP_UP = """
+UPDATE mandate.tool_calls
+SET step_up_acr = %(acr)s, step_up_auth_time = %(auth_time)s, step_up_checked_at = to_timestamp(%(checked_at)s)
 WHERE id = %(id)s
+"""
+
+START_EXECUTION = """
+UPDATE mandate.tool_calls SET attempts = attempts + 1
+WHERE id = %(id)s AND executed_at IS NULL
+RETURNING attempts
+"""
+
+FINISH_EXECUTION = """
+UPDATE mandate.tool_calls SET executed_at = to_timestamp(%(now)s), outcome = %(outcome)s
+WHERE id = %(id)s AND executed_at IS NULL
+"""
+
+EXPIRE_PENDING_CALLS = """
+UPDATE mandate.tool_calls SET status = 'expired'
+WHERE tenant = %(tenant)s AND status = 'pending' AND expires_at <= now()
+"""
+
+LIST_PENDING_REVIEWS = f"""
+SELECT {_CALL_COLUMNS} FROM mandate.tool_calls
+WHERE tenant = %(tenant)s AND status = 'pending' AND expires_at > now() AND policy <> 'none' AND asked_at IS NOT NULL
+ORDER BY created_at
+LIMIT %(limit)s
+"""
+
+CLAIM_REVIEW = """
+UPDATE mandate.tool_calls SET status = 'deciding'
+WHERE id = %(id)s AND status = 'pending' AND expires_at > now() AND asked_at IS NOT NULL
+RETURNING id
+"""
+
+RELEASE_REVIEW = "UPDATE mandate.tool_calls SET status = 'pending' WHERE id = %(id)s AND status = 'deciding'"
+
+CLOSE_OPEN_REVIEWS = """
+UPDATE mandate.tool_calls SET status = 'closed'
+WHERE thread_id = %(thread_id)s AND status IN ('pending', 'deciding') AND executed_at IS NULL
 """
 
 _RUN_COLUMNS = "run_id, thread_id, assistant_id, status, metadata, created_at, updated_at"

@@ -21,6 +21,7 @@ from opentelemetry import propagate
 from psycopg.types.json import Jsonb
 
 from mandate.auth import Principal
+from mandate.gate import interrupt_kind
 from mandate.graphs import ASSISTANT_ID, GraphContext
 from mandate.service import queries
 from mandate.service.errors import (
@@ -45,6 +46,7 @@ __all__ = [
 
 WAITS_FOR_OTHERS = ("approval",)
 """Interrupt kinds someone other than the requester answers: the requester's token goes to the vault."""
+
 _PREGEL_MODE = {"messages-tuple": "messages"}
 
 
@@ -127,6 +129,7 @@ def context_for(services: Services, *, thread_id: str, caller: Principal, token:
         tools=services.tools,
         brokers=services.brokers,
         vault=services.vault,
+        ledger=services.ledger,
         verifier=services.verifier,
         downstream=services.http,
         audit=services.audit,
@@ -146,12 +149,11 @@ def _event_name(mode: str, namespace: tuple[str, ...]) -> str:
 async def _after_run(
     services: Services, *, thread_id: str, snapshot: StateSnapshot, caller: Principal, token: str
 ) -> None:
-    """Mirror the pending interrupt into the approval queue; vault the requester's token if others decide."""
+    """Vault the requester's token when someone else answers the pending interrupt."""
     requester = snapshot.values.get("principal")
     if not requester:
         return
-    await services.approvals.sync(thread_id=thread_id, requester=requester, snapshot=snapshot)
-    kinds = {i.value.get("kind") for i in snapshot.interrupts if isinstance(i.value, dict)}
+    kinds = {interrupt_kind(i.value) for i in snapshot.interrupts}
     if kinds & set(WAITS_FOR_OTHERS) and caller.same_subject(requester):
         await services.vault.put(
             issuer=caller.issuer, subject=caller.subject, thread_id=thread_id, token=token, expires_at=caller.expires_at

@@ -30,10 +30,11 @@ from mandate.auth import (
 from mandate.graphs import ASSISTANT_ID, build_graphs
 from mandate.nodes import LlmPlanner, LlmResponder, OfflinePlanner, OfflineResponder, Planner, Responder
 from mandate.retrieval import AuthorizedRetriever, Ingestor, OpenFgaDirectory, build_embeddings
-from mandate.service import queries
-from mandate.service.approvals import ApprovalQueue
+from mandate.service import queries, sessions
+from mandate.service.ledger import CallLedgerStore
 from mandate.service.audit_cli import audit_signer
 from mandate.service.demo import seed_demo_world
+from mandate.service.sessions import SessionStore
 from mandate.service.settings import Settings
 from mandate.service.threads import ThreadStore
 from mandate.tools import ToolRegistry, demo_tools
@@ -61,7 +62,8 @@ class Services:
     brokers: dict[str, TokenBroker]
     """Token brokers by OpenFGA agent id (``agent:executor``): each agent exchanges as its own client."""
     vault: TokenVaultStore
-    approvals: ApprovalQueue
+    ledger: CallLedgerStore
+    """The call ledger: the gate's authority, and the approval queue over the same rows."""
     http: httpx.AsyncClient
     audit: AuditLog
     planner: Planner
@@ -71,6 +73,8 @@ class Services:
     threads: ThreadStore
     resource_verifiers: dict[str, TokenVerifier]
     """Verifiers of the demo resource servers, by API name (``tickets``, ``payments``)."""
+    sessions: SessionStore
+    """The approver page's sessions and the operator's revocation check."""
 
 
 def graph_of(services: Services, thread: dict[str, Any]) -> CompiledStateGraph:
@@ -82,8 +86,10 @@ def trusted_issuers(settings: Settings) -> list[TrustedIssuer]:
     """The allow-listed issuers of ``settings``, as the verifier takes them."""
     return [
         TrustedIssuer(
-            issuer=i.issuer, algorithms=tuple(i.algorithms), require_at_jwt=i.require_at_jwt,
-            tenant_claim=i.tenant_claim,
+            issuer=i.issuer, key=i.id, tenants=frozenset(i.tenants), algorithms=tuple(i.algorithms),
+            require_at_jwt=i.require_at_jwt, tenant_claim=i.tenant_claim,
+            client_ids=frozenset(i.client_ids), typ_claim=i.typ_claim, required_scopes=frozenset(i.required_scopes),
+            jwks_min_lifetime=i.jwks_min_lifetime_seconds, jwks_max_lifetime=i.jwks_max_lifetime_seconds,
         )
         for i in settings.oidc_issuers
     ]
@@ -114,12 +120,14 @@ async def open_services(settings: Settings, *, tracer_provider: TracerProvider) 
     pool = await open_pool(settings.database_url)
     http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
     fga = None
+    audit_log: AuditLog | None = None
     try:
         for room, migrations in (
             ("auth", auth.MIGRATIONS),
             ("retrieval", retrieval.MIGRATIONS),
             ("audit", audit.MIGRATIONS),
             ("service", queries.MIGRATIONS),
+            ("sessions", sessions.MIGRATIONS),
         ):
             await apply_migrations(pool, room=room, migrations=migrations)
         async with pool.connection() as conn:
@@ -150,6 +158,8 @@ async def open_services(settings: Settings, *, tracer_provider: TracerProvider) 
         issuers = trusted_issuers(settings)
         planner, responder = _models(settings)
         tools = demo_tools(tickets_api_url=settings.tickets_api_url, payments_api_url=settings.payments_api_url)
+        vault = TokenVaultStore(pool=pool, secret=settings.vault_key.get_secret_value().encode())
+        audit_log = AuditLog(pool=pool, signer=audit_signer(settings))
         services = Services(
             settings=settings,
             pool=pool,
@@ -171,25 +181,30 @@ async def open_services(settings: Settings, *, tracer_provider: TracerProvider) 
                 )
                 for name, agent in settings.agents.items()
             },
-            vault=TokenVaultStore(pool=pool, secret=settings.vault_key.get_secret_value().encode()),
-            approvals=ApprovalQueue(pool=pool, tools=tools),
+            vault=vault,
+            ledger=CallLedgerStore(pool=pool, tools=tools),
             http=http,
-            audit=AuditLog(pool=pool, signer=audit_signer(settings)),
+            audit=audit_log,
             planner=planner,
             responder=responder,
             pseudonymize=Pseudonymizer(settings.pseudonym_key.get_secret_value().encode()),
             tracer=tracer,
-            threads=ThreadStore(pool=pool),
+            threads=ThreadStore(pool=pool, max_per_user=settings.max_threads_per_user),
             resource_verifiers={
                 "tickets": TokenVerifier(issuers=issuers, audience=settings.tickets_api_url, http=http),
                 "payments": TokenVerifier(issuers=issuers, audience=settings.payments_api_url, http=http),
             },
+            sessions=SessionStore(pool=pool, vault=vault),
         )
         if settings.seed_demo and settings.dev_issuer:
             await seed_demo_world(authz=authz, ingestor=services.ingestor)
         yield services
     finally:
-        await http.aclose()
-        if fga is not None:
-            await fga.close()
-        await pool.close()
+        try:
+            if audit_log is not None:
+                await audit_log.close()  # writes the counts of coalesced denials still open
+        finally:
+            await http.aclose()
+            if fga is not None:
+                await fga.close()
+            await pool.close()

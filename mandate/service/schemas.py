@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mandate.service.limits import MAX_OFFSET, MAX_PAGE, Metadata, ResumeValue
+
 
 __all__ = ["MessageIn", "RunCommand", "RunCreate", "RunInput", "StateUpdate", "ThreadCreate", "ThreadPatch", "ThreadSearch"]
 
@@ -16,31 +18,43 @@ class ThreadCreate(BaseModel):
     """``POST /threads``."""
 
     thread_id: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata
     if_exists: Literal["raise", "do_nothing"] = "raise"
 
 
 class ThreadPatch(BaseModel):
     """``PATCH /threads/{id}``: merge metadata."""
 
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata
 
 
 class StateUpdate(BaseModel):
-    """``POST /threads/{id}/state``: add messages as a node would; nothing else is writable."""
+    """``POST /threads/{id}/state``: add user messages to an idle thread; nothing else is writable.
+
+    ``as_node`` is accepted only empty: choosing which node "ran" would move a thread past a
+    gate. ``values: null`` is a checkpoint-only update and writes nothing.
+    """
 
     model_config = ConfigDict(extra="forbid")
-    values: RunInput
-    as_node: str | None = None
+    values: RunInput | None
+    as_node: None = None
+    checkpoint: dict[str, Any] | None = None
+    checkpoint_id: str | None = None
+
+    @model_validator(mode="after")
+    def _no_fork(self) -> StateUpdate:
+        if self.checkpoint or self.checkpoint_id:
+            raise ValueError("a state update cannot name a checkpoint (forks are not allowed)")
+        return self
 
 
 class ThreadSearch(BaseModel):
     """``POST /threads/search``."""
 
     status: Literal["idle", "busy", "interrupted", "error"] | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    metadata: Metadata
+    limit: int = Field(default=10, ge=1, le=MAX_PAGE)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 class MessageIn(BaseModel):
@@ -69,7 +83,7 @@ class RunCommand(BaseModel):
     """Resume a paused run with the answer to its interrupt."""
 
     model_config = ConfigDict(extra="forbid")
-    resume: Any
+    resume: ResumeValue
 
 
 StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints"]
@@ -87,7 +101,7 @@ class RunCreate(BaseModel):
     """Graph id or assistant UUID; omitted, the thread's own assistant (``mandate`` for a new thread)."""
     input: RunInput | None = None
     command: RunCommand | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata
     stream_mode: StreamMode | list[StreamMode] = "values"
     stream_subgraphs: bool = False
     interrupt_before: Literal["*"] | list[str] | None = None

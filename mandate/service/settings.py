@@ -12,10 +12,22 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["AgentClientSettings", "IssuerSettings", "Settings"]
+from mandate.errors import AppError
+
+__all__ = ["AgentClientSettings", "ConfigurationError", "DevSettings", "IssuerSettings", "Settings"]
 
 DEV_SECRET_PLACEHOLDER = "dev-only-change-me"
 """Default for every secret; accepted only when ``env`` is ``dev`` or ``test``."""
+DEV_ISSUER_KEY = "dev"
+"""The dev issuer's key in OpenFGA user ids (``user:dev|alice``)."""
+DEV_ISSUER_TENANTS = ("acme", "globex")
+"""The tenants the dev issuer may assert: those of the demo world."""
+
+
+class ConfigurationError(AppError):
+    """Raised when the service is asked to start with a configuration it must refuse."""
+
+    code = "configuration_error"
 
 
 class IssuerSettings(BaseModel):
@@ -23,12 +35,38 @@ class IssuerSettings(BaseModel):
 
     issuer: str
     """Exact ``iss`` value; its discovery document is ``<issuer>/.well-known/openid-configuration``."""
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    """Short key qualifying this issuer's users in OpenFGA (``user:<id>|<sub>``); never reuse one."""
+    tenants: list[str] = Field(min_length=1)
+    """Tenants this issuer may assert; a token naming another tenant is refused."""
     algorithms: list[str] = Field(default_factory=lambda: ["RS256"])
     """Signature algorithms pinned for this issuer (asymmetric only)."""
     require_at_jwt: bool = True
     """Whether access tokens must carry ``typ: at+jwt`` (RFC 9068); Auth0 and Keycloak differ."""
     tenant_claim: str = "tenant"
     """Claim holding the tenant id (for example ``https://example.com/tenant`` on Auth0)."""
+    client_ids: list[str] = Field(default_factory=list)
+    """Clients whose tokens are accepted (``client_id``, else ``azp``); empty accepts any client."""
+    typ_claim: str | None = None
+    """Value the ``typ`` claim must have (Keycloak: ``Bearer``, its ID tokens say ``ID``); unset skips it."""
+    required_scopes: list[str] = Field(default_factory=list)
+    """Scopes every accepted token must carry; ID tokens carry none (useful for Entra and Auth0)."""
+    jwks_min_lifetime_seconds: float = Field(default=60.0, ge=1)
+    """Shortest time a fetched key set is kept, whatever its ``Cache-Control: max-age`` says."""
+    jwks_max_lifetime_seconds: float = Field(default=3600.0, ge=1)
+    """Longest time a fetched key set is kept: a key removed at the issuer is trusted at most this long."""
+
+    @model_validator(mode="after")
+    def _check_token_rules(self) -> IssuerSettings:
+        if self.jwks_min_lifetime_seconds > self.jwks_max_lifetime_seconds:
+            raise ValueError("jwks_min_lifetime_seconds must not exceed jwks_max_lifetime_seconds")
+        if not self.require_at_jwt and not (self.client_ids or self.typ_claim or self.required_scopes):
+            # Without typ at+jwt, an ID token for a client whose id is our audience would pass.
+            raise ValueError(
+                f"issuer {self.issuer!r}: without require_at_jwt, set client_ids, typ_claim or "
+                "required_scopes so that ID tokens can be told from access tokens"
+            )
+        return self
 
 
 class AgentClientSettings(BaseModel):
@@ -50,7 +88,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MANDATE_", env_nested_delimiter="__", extra="ignore")
 
-    env: Literal["dev", "test", "prod"] = "dev"
+    env: Literal["dev", "test", "prod"] = "prod"
+    """``prod`` unless told otherwise: dev behaviour only through ``mandate dev`` or ``MANDATE_ENV=dev``."""
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str = ""
@@ -76,8 +115,8 @@ class Settings(BaseSettings):
     audience: str = ""
     """The audience access tokens must name; defaults to ``public_url``."""
     oidc_issuers: list[IssuerSettings] = Field(default_factory=list)
-    """Trusted issuers (JSON); empty trusts only the dev issuer at ``<public_url>/dev-idp``."""
-    dev_issuer: bool = True
+    """Trusted issuers (JSON). Required in prod; in dev/test empty trusts only the dev issuer."""
+    dev_issuer: bool = False
     """Serve the dev OIDC issuer under ``/dev-idp`` (refused unless ``env`` is dev or test)."""
 
     token_endpoint: str = ""
@@ -110,8 +149,10 @@ class Settings(BaseSettings):
     """Opt in to user messages and tool arguments in spans, redacted (tokens, e-mails, IBANs, long numbers)."""
     demo_api_delay: float = 0.0
     """Seconds the demo APIs wait after committing an effect before answering (crash rehearsals)."""
-    seed_demo: bool = True
-    """Seed the demo world (users' grants, documents) at startup when the dev issuer is on."""
+    max_threads_per_user: int = Field(default=10_000, ge=1)
+    """Most threads one user may keep at once; creating another answers 429 ``thread_quota_exceeded``."""
+    seed_demo: bool = False
+    """Seed the demo world (users' grants, documents) at startup; dev/test with the dev issuer only."""
 
     @model_validator(mode="after")
     def _derive_and_check(self) -> Settings:
@@ -124,24 +165,69 @@ class Settings(BaseSettings):
             self.tickets_api_url = f"{self.public_url}/demo/tickets"
         if not self.payments_api_url:
             self.payments_api_url = f"{self.public_url}/demo/payments"
-        if not self.token_endpoint:
-            self.token_endpoint = f"{self.dev_issuer_url}/token"
-        if not self.oidc_issuers:
-            self.oidc_issuers = [IssuerSettings(issuer=self.dev_issuer_url)]
         if self.env == "prod":
-            if self.dev_issuer:
-                raise ValueError("MANDATE_DEV_ISSUER must be false when MANDATE_ENV=prod")
-            for name in ("pseudonym_key", "vault_key"):
-                if getattr(self, name).get_secret_value() == DEV_SECRET_PLACEHOLDER:
-                    raise ValueError(f"MANDATE_{name.upper()} must be set to a real secret when MANDATE_ENV=prod")
-            for agent, client in self.agents.items():
-                if client.client_secret.get_secret_value() == DEV_SECRET_PLACEHOLDER:
-                    raise ValueError(f"MANDATE_AGENTS: the client secret of agent {agent!r} must be set when MANDATE_ENV=prod")
-            if self.audit_signing_key is None:
-                raise ValueError("MANDATE_AUDIT_SIGNING_KEY must be set when MANDATE_ENV=prod")
+            return self  # nothing dev-only is derived; ``production_problems`` lists what is missing
+        if not self.token_endpoint and self.dev_issuer:
+            self.token_endpoint = f"{self.dev_issuer_url}/token"
+        if not self.oidc_issuers and self.dev_issuer:
+            self.oidc_issuers = [
+                IssuerSettings(issuer=self.dev_issuer_url, id=DEV_ISSUER_KEY, tenants=list(DEV_ISSUER_TENANTS))
+            ]
         return self
+
+    def check_production_ready(self) -> None:
+        """Refuse to serve in production mode with dev-only values or missing secrets.
+
+        Raises:
+            ConfigurationError: One message listing every problem and the variable that fixes it.
+        """
+        if self.env != "prod":
+            return
+        missing = self._missing_for_production()
+        if missing:
+            raise ConfigurationError(
+                "Mandate runs in production mode (MANDATE_ENV=prod) and refuses to start without:\n  - "
+                + "\n  - ".join(missing)
+                + "\nFor a local demo use `mandate dev` (or MANDATE_ENV=dev)."
+            )
+
+    def _missing_for_production(self) -> list[str]:
+        """Every dev-only value or missing secret, each with the variable that fixes it."""
+        missing = []
+        if self.dev_issuer:
+            missing.append("MANDATE_DEV_ISSUER=false (the dev issuer has known passwords)")
+        if self.seed_demo:
+            missing.append("MANDATE_SEED_DEMO=false (the demo world grants known users)")
+        if not self.database_url:
+            missing.append("MANDATE_DATABASE_URL (Postgres with pgvector)")
+        if not self.fga_api_url:
+            missing.append("MANDATE_FGA_API_URL (the OpenFGA server)")
+        if not self.oidc_issuers:
+            missing.append("MANDATE_OIDC_ISSUERS (trusted issuers, each with its id and tenants)")
+        if self.agents and not self.token_endpoint:
+            missing.append("MANDATE_TOKEN_ENDPOINT (where agents exchange tokens, RFC 8693)")
+        for name in ("pseudonym_key", "vault_key"):
+            if getattr(self, name).get_secret_value() in ("", DEV_SECRET_PLACEHOLDER):
+                missing.append(f"MANDATE_{name.upper()} (a real secret, not the placeholder)")
+        for agent, client in self.agents.items():
+            if client.client_secret.get_secret_value() in ("", DEV_SECRET_PLACEHOLDER):
+                missing.append(f"MANDATE_AGENTS: the client secret of agent {agent!r}")
+        if self.audit_signing_key is None:
+            missing.append("MANDATE_AUDIT_SIGNING_KEY (Ed25519 private key, PEM)")
+        return missing
 
     @property
     def dev_issuer_url(self) -> str:
         """Issuer identifier of the embedded dev issuer."""
         return f"{self.public_url}/dev-idp"
+
+
+class DevSettings(Settings):
+    """The settings of ``mandate dev`` and the tests: dev mode, dev issuer and demo world on by default.
+
+    Environment variables still override each default; ``MANDATE_ENV=prod`` is refused by ``mandate dev``.
+    """
+
+    env: Literal["dev", "test", "prod"] = "dev"
+    dev_issuer: bool = True
+    seed_demo: bool = True

@@ -13,16 +13,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cache
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 from langchain_core.runnables import RunnableConfig
+from langchain_core.messages import AnyMessage
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph_sdk import Auth
+from typing_extensions import TypedDict
 
 from mandate.audit import build_tracer_provider
-from mandate.auth import Principal, TokenError, TokenVerifier
+from mandate.auth import IssuerUnavailableError, Principal, TokenError, TokenVerifier
 from mandate.graphs import ASSISTANT_ID, SUPERVISOR_ID, GraphContext, MandateState, build_graphs
 from mandate.service.runs import context_for
 from mandate.service.runtime import Services, open_services, trusted_issuers
@@ -35,7 +38,7 @@ auth = Auth()
 
 @cache
 def _settings() -> Settings:
-    return Settings()
+    return Settings()  # langgraph.json's env (or the caller's) says MANDATE_ENV; production unless told
 
 
 @cache
@@ -55,10 +58,13 @@ async def authenticate(authorization: str | None) -> Auth.types.MinimalUserDict:
         principal = await _verifier().verify(token.strip())
     except TokenError as exc:
         raise Auth.exceptions.HTTPException(status_code=401, detail=exc.code) from exc
+    except IssuerUnavailableError as exc:  # fail closed, and say it is the issuer, not the token
+        raise Auth.exceptions.HTTPException(status_code=503, detail=exc.code) from exc
     return {
         "identity": f"{principal.issuer}|{principal.subject}",
         "permissions": sorted(principal.scopes),
         "issuer": principal.issuer,
+        "issuer_key": principal.issuer_key,
         "subject": principal.subject,
         "tenant": principal.tenant,
         "roles": list(principal.roles),
@@ -86,6 +92,20 @@ async def threads_of_their_owner(ctx: Auth.types.AuthContext, value: Any) -> dic
     return {"owner": ctx.user.identity}
 
 
+INPUT_KEYS = frozenset({"messages"})
+"""What a client may put in a run's input: messages. The principal comes only from the token."""
+
+
+@auth.on.threads.create_run
+async def runs_of_their_owner(ctx: Auth.types.AuthContext, value: Any) -> dict[str, str]:
+    """Runs follow their thread's owner, and their input may carry messages only (never a principal)."""
+    kwargs = value.get("kwargs") if isinstance(value, dict) else None
+    graph_input = kwargs.get("input") if isinstance(kwargs, dict) else None
+    if isinstance(graph_input, dict) and not set(graph_input) <= INPUT_KEYS:
+        raise Auth.exceptions.HTTPException(status_code=422, detail="input_not_allowed")
+    return await threads_of_their_owner(ctx, value)
+
+
 @auth.on.assistants.read
 async def read_assistants(ctx: Auth.types.AuthContext, value: Any) -> None:
     """Any verified user may see the graphs."""
@@ -99,6 +119,7 @@ async def search_assistants(ctx: Auth.types.AuthContext, value: Any) -> None:
 def _principal(user: Any) -> Principal:
     return Principal(
         issuer=user["issuer"],
+        issuer_key=user["issuer_key"],
         subject=user["subject"],
         tenant=user["tenant"],
         roles=tuple(user["roles"]),
@@ -112,6 +133,12 @@ def _principal(user: Any) -> Principal:
     )
 
 
+class StudioInput(TypedDict, total=False):
+    """What a run's input may set under ``langgraph dev``: the conversation, nothing else."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
 def _outer(services: Services, graph_id: str, inner: CompiledStateGraph) -> CompiledStateGraph:
     """A one-node graph that runs ``inner`` as a subgraph, with the caller's runtime context."""
 
@@ -120,10 +147,12 @@ def _outer(services: Services, graph_id: str, inner: CompiledStateGraph) -> Comp
         caller = _principal(user)
         thread_id = str(config["configurable"]["thread_id"])
         context: GraphContext = context_for(services, thread_id=thread_id, caller=caller, token="")
-        update = dict(state) if state.get("principal") else {**state, "principal": caller.to_state()}
+        # The input schema admits messages only, so a principal here was set by an earlier run
+        # of this thread from its verified token; a new thread takes this caller's.
+        update = {**state, "principal": state.get("principal") or caller.to_state()}
         return dict(await inner.ainvoke(update, config, context=context))
 
-    graph = StateGraph(MandateState)
+    graph = StateGraph(MandateState, input_schema=StudioInput)
     graph.add_node(graph_id, run)
     graph.add_edge(START, graph_id)
     graph.add_edge(graph_id, END)

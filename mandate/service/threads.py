@@ -16,6 +16,7 @@ from mandate.service.errors import (
     ThreadBusyError,
     ThreadExistsError,
     ThreadNotFoundError,
+    ThreadQuotaError,
 )
 
 __all__ = ["ThreadStore"]
@@ -24,14 +25,16 @@ __all__ = ["ThreadStore"]
 class ThreadStore:
     """Rows of ``mandate.threads``; every read is filtered by the caller's identity."""
 
-    def __init__(self, *, pool: Pool) -> None:
+    def __init__(self, *, pool: Pool, max_per_user: int) -> None:
         self._pool = pool
+        self._max_per_user = max_per_user
 
     async def create(self, principal: Principal, *, thread_id: str | None, metadata: dict[str, Any]) -> dict[str, Any]:
         """Create a thread owned by ``principal``.
 
         Raises:
             ThreadExistsError: The id is taken.
+            ThreadQuotaError: ``principal`` already owns the most threads one user may keep.
         """
         try:
             key = uuid.UUID(thread_id) if thread_id else uuid.uuid4()
@@ -45,6 +48,9 @@ class ThreadStore:
             "metadata": Jsonb(metadata),
         }
         async with self._pool.connection() as conn:
+            owned = await (await conn.execute(queries.COUNT_OWNED_THREADS, params)).fetchone()
+            if owned is not None and owned["n"] >= self._max_per_user:
+                raise ThreadQuotaError(f"You already keep {self._max_per_user} threads; delete some first.")
             row = await (await conn.execute(queries.INSERT_THREAD, params)).fetchone()
         if row is None:
             raise ThreadExistsError("A thread with this id already exists.")

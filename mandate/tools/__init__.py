@@ -5,6 +5,7 @@ from mandate.tools.errors import DownstreamError, InvalidToolArgsError, ToolErro
 from mandate.tools.registry import (
     ApprovalPolicy,
     CreateTicketArgs,
+    EditRule,
     SearchDocumentsArgs,
     SendPaymentArgs,
     ToolRegistry,
@@ -12,12 +13,14 @@ from mandate.tools.registry import (
     args_hash,
     decision_refusal,
     demo_tools,
+    edit_within_policy,
 )
 
 __all__ = [
     "ApprovalPolicy",
     "CreateTicketArgs",
     "DownstreamError",
+    "EditRule",
     "InvalidToolArgsError",
     "SearchDocumentsArgs",
     "SendPaymentArgs",
@@ -29,4 +32,5 @@ __all__ = [
     "call_downstream",
     "decision_refusal",
     "demo_tools",
+    "edit_within_policy",
 ]

@@ -28,6 +28,11 @@ class InvalidToolArgsError(ToolError):
 
     code = "invalid_tool_args"
 
+    def __init__(self, message: str = "", *, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.fields = fields
+        """The offending argument names (never their values)."""
+
 
 class DownstreamError(ToolError):
     """Raised when the downstream API answers with an error or cannot be reached."""

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mandate.auth import StepUpRequirement
+from mandate.auth import vocabulary as fga
 from mandate.tools.errors import InvalidToolArgsError, UnknownToolError
 
 __all__ = [
     "ApprovalPolicy",
     "CreateTicketArgs",
+    "EditRule",
     "SearchDocumentsArgs",
     "SendPaymentArgs",
     "ToolRegistry",
@@ -34,6 +36,10 @@ class ApprovalPolicy(StrEnum):
     USER_CONSENT = "user_consent"
     APPROVER = "approver"
     """An approver of the tenant, never the requester."""
+
+
+EditRule = Literal["any", "decrease", "increase"]
+"""How an approver may change one argument without sending the call back to the requester."""
 
 
 class SearchDocumentsArgs(BaseModel):
@@ -82,11 +88,14 @@ class ToolSpec:
     """For :attr:`ApprovalPolicy.APPROVER`: the approver must not be the requester."""
     approval_ttl: int = 3600
     """Seconds a pending consent or approval stays valid."""
+    editable: Mapping[str, EditRule] = field(default_factory=dict)
+    """Arguments an approver may change on their own (``amount: decrease``); any other edit by
+    someone other than the requester goes back to the requester, so two people agree on one call."""
 
     @property
     def resource(self) -> str:
         """The OpenFGA object a call targets (``tool:<name>``)."""
-        return f"tool:{self.name}"
+        return fga.tool(self.name)
 
     def validate_args(self, args: dict[str, Any]) -> dict[str, Any]:
         """The arguments, validated and normalised by the tool's schema.
@@ -98,7 +107,29 @@ class ToolSpec:
             return self.args_schema.model_validate(args).model_dump(mode="json")
         except ValidationError as exc:
             fields = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
-            raise InvalidToolArgsError(f"Invalid arguments for {self.name}: {', '.join(fields)}.") from exc
+            raise InvalidToolArgsError(f"Invalid arguments for {self.name}: {', '.join(fields)}.", fields=tuple(fields)) from exc
+
+
+def edit_within_policy(spec: ToolSpec, original: Mapping[str, Any], edited: Mapping[str, Any]) -> bool:
+    """Whether an approver's edit of ``original`` into ``edited`` stays inside ``spec.editable``.
+
+    Every changed argument must be listed, and a ``decrease``/``increase`` rule holds only for
+    numbers that moved that way. Anything else needs the requester's agreement.
+    """
+    for name in set(original) | set(edited):
+        before, after = original.get(name), edited.get(name)
+        if before == after:
+            continue
+        rule = spec.editable.get(name)
+        if rule == "any":
+            continue
+        numbers = isinstance(before, (int, float)) and isinstance(after, (int, float))
+        if rule == "decrease" and numbers and after < before:  # type: ignore[operator]
+            continue
+        if rule == "increase" and numbers and after > before:  # type: ignore[operator]
+            continue
+        return False
+    return True
 
 
 def decision_refusal(spec: ToolSpec, *, is_requester: bool, is_tenant_approver: bool) -> str | None:
@@ -178,6 +209,7 @@ def demo_tools(*, tickets_api_url: str, payments_api_url: str) -> ToolRegistry:
                 step_up=MFA_WITHIN_5_MINUTES,
                 approval=ApprovalPolicy.APPROVER,
                 approval_ttl=3600,
+                editable={"amount": "decrease", "reference": "any"},
             ),
         ]
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 import httpx
@@ -20,6 +22,53 @@ from tests.utils.approvals import OTP, payments_of, pending_payment
 from tests.utils.browser import headless_chromium, sign_in, submit
 
 SCREENSHOT = "/tmp/approver-page.png"
+_CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PageSession:
+    """A page session opened over plain HTTP: the cookie's value and the CSRF token its page carries."""
+
+    cookie: str
+    csrf: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The Cookie header that presents this session (from any client: that is what a thief does)."""
+        return {"Cookie": f"mandate_ui={self.cookie}"}
+
+
+def page_sign_in(base_url: str, user: str, *, otp: str | None = None) -> PageSession:
+    """Sign in on the approver page the way its form does (login nonce, CSRF), over plain HTTP."""
+    with httpx.Client(base_url=base_url, timeout=60) as http:
+        form = http.get("/ui")
+        answer = http.post(
+            "/ui/sign-in",
+            data={"username": user, "password": "demo", "otp": otp or "", "csrf": _csrf_of(form.text)},
+        )
+        assert answer.status_code == 303, answer.text
+        cookie = answer.cookies["mandate_ui"]
+        queue = http.get("/ui")
+        assert queue.status_code == 200 and 'id="signed-in-as"' in queue.text
+        return PageSession(cookie=cookie, csrf=_csrf_of(queue.text))
+
+
+def approval_id_on(page: str, thread: str) -> str:
+    """The id of the approval of ``thread`` listed on ``page``."""
+    match = re.search(rf'id="approval-([^"]+)" data-thread-id="{thread}"', page)
+    assert match is not None, f"thread {thread} is not listed"
+    return match.group(1)
+
+
+def session_key(cookie: str) -> str:
+    """How the session row names a cookie's session (its SHA-256; the id itself is never stored)."""
+    return hashlib.sha256(cookie.encode()).hexdigest()
+
+
+def _csrf_of(page: str) -> str:
+    match = _CSRF.search(page)
+    assert match is not None, page
+    return match.group(1)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +93,7 @@ def _listed(browser: WebDriver, thread: str) -> bool:
 
 def _approval_row(db: psycopg.Connection, thread: str) -> tuple[str, datetime, str | None, str | None]:
     row = db.execute(
-        "SELECT status, expires_at, decided_by_subject, comment FROM mandate.approvals WHERE thread_id = %s "
+        "SELECT status, expires_at, decided_by_subject, comment FROM mandate.tool_calls WHERE thread_id = %s "
         "ORDER BY created_at DESC LIMIT 1",
         (thread,),
     ).fetchone()
@@ -70,6 +119,11 @@ def test_approver_page_bob_approves_alice_payment_once(
     assert session is not None
     assert (session["httpOnly"], session["sameSite"], session["path"], session["secure"]) == (True, "Strict", "/ui", False)
     assert session["value"] not in browser.page_source
+    assert not session["value"].startswith("eyJ"), "the cookie must hold an opaque session id, not the token"
+    row = db.execute(
+        "SELECT subject, tenant, revoked_at FROM mandate.ui_sessions WHERE session_key = %s", (session_key(session["value"]),)
+    ).fetchone()
+    assert row == ("bob", "acme", None)
 
     item = _item(browser, thread)
     assert item.find_element(By.TAG_NAME, "h2").text == "send_payment risk: financial"
@@ -86,7 +140,7 @@ def test_approver_page_bob_approves_alice_payment_once(
     browser.save_screenshot(SCREENSHOT)
     outcome = _decide(browser, thread, "approve")
     assert outcome.startswith("Approved: send_payment")
-    assert "send_payment: done" in outcome
+    assert re.search(r"send_payment: succeeded \(PAY-\w+\)", outcome), "the outcome, not the conversation"
     assert not _listed(browser, thread)
     status, _, decided_by, comment = _approval_row(db, thread)
     assert (status, decided_by, comment) == ("approved", "bob", "invoice 2026-118 checked")
@@ -94,16 +148,26 @@ def test_approver_page_bob_approves_alice_payment_once(
     assert subject == "alice" and body["amount"] == 250.0
 
 
-def test_approver_page_non_approver_sees_nothing_and_signs_out(
-    browser: WebDriver, base_url: str, client: httpx.Client, token: Callable[..., str]
+def test_approver_page_non_approver_sees_nothing_and_sign_out_revokes_the_session(
+    browser: WebDriver, base_url: str, client: httpx.Client, token: Callable[..., str], db: psycopg.Connection
 ) -> None:
     thread = pending_payment(client, token)
     sign_in(browser, base_url, "dave", otp=OTP)
     assert not _listed(browser, thread)
+    cookie = browser.get_cookie("mandate_ui")
+    assert cookie is not None
+    copied = {"Cookie": f"mandate_ui={cookie['value']}"}
+    assert 'id="signed-in-as"' in client.get("/ui", headers=copied).text, "a copied cookie works until sign-out"
     submit(browser, "#sign-out")
     assert browser.get_cookie("mandate_ui") is None
     signed_out = WebDriverWait(browser, 10).until(expected_conditions.visibility_of_element_located((By.NAME, "username")))
     assert signed_out.is_displayed()
+    replayed = client.get("/ui", headers=copied)
+    assert replayed.status_code == 200 and 'name="username"' in replayed.text and "signed-in-as" not in replayed.text
+    [(revoked_at,)] = db.execute(
+        "SELECT revoked_at FROM mandate.ui_sessions WHERE session_key = %s", (session_key(cookie["value"]),)
+    ).fetchall()
+    assert revoked_at is not None
 
 
 def test_approver_page_rejected_item_disappears_and_pays_nothing(
@@ -151,18 +215,20 @@ def test_approver_page_without_mfa_shows_rfc9470_step_up_need(
 
 
 def test_approver_page_refuses_forged_post_without_csrf_token(
-    client: httpx.Client, token: Callable[..., str], db: psycopg.Connection
+    base_url: str, client: httpx.Client, token: Callable[..., str], db: psycopg.Connection
 ) -> None:
     thread = pending_payment(client, token)
-    bob = token("bob", otp=OTP)
-    cookie = {"Cookie": f"mandate_ui={bob}"}
-    page = client.get("/ui", headers=cookie)
+    bob = page_sign_in(base_url, "bob", otp=OTP)
+    dave = page_sign_in(base_url, "dave")
+    page = client.get("/ui", headers=bob.headers)
     assert page.status_code == 200 and f'data-thread-id="{thread}"' in page.text
-    assert bob not in page.text
-    approval_id = page.text.split(f'data-thread-id="{thread}"')[0].rsplit('id="approval-', 1)[1].split('"')[0]
-    for forged in ({"type": "approve"}, {"type": "approve", "csrf": "0" * 64}):
-        response = client.post(f"/ui/approvals/{approval_id}/decision", data=forged, headers=cookie)
+    approval_id = approval_id_on(page.text, thread)
+    # No token, a made-up one, and another user's genuine one (CSRF is bound to the session id).
+    for forged in ({"type": "approve"}, {"type": "approve", "csrf": "0" * 64}, {"type": "approve", "csrf": dave.csrf}):
+        response = client.post(f"/ui/approvals/{approval_id}/decision", data=forged, headers=bob.headers)
         assert response.status_code == 403 and "csrf_failed" in response.text
+    raw_token = {"Cookie": f"mandate_ui={token('bob', otp=OTP)}"}
+    assert "signed-in-as" not in client.get("/ui", headers=raw_token).text, "a raw token is no session id"
     sign_in_without_nonce = client.post("/ui/sign-in", data={"username": "bob", "password": "demo"})
     assert sign_in_without_nonce.status_code == 403 and "mandate_ui=" not in sign_in_without_nonce.headers.get("set-cookie", "")
     assert _approval_row(db, thread)[0] == "pending"

@@ -1,4 +1,7 @@
-"""``/audit``: only OpenFGA auditors of the caller's tenant read its trail, resolved and in order."""
+"""``/audit``: only OpenFGA auditors of the caller's tenant read its trail, resolved and in order.
+
+Refused reads are recorded without letting a refused caller flood the trail.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +12,24 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from mandate.audit import Pseudonymizer
+from mandate.audit import DENIAL_WINDOW, Pseudonymizer, build_tracer_provider
 from mandate.auth import Relationship, ensure_store_and_model
-from mandate.service import Settings
+from mandate.auth import vocabulary as fga
+from mandate.service import DevSettings, Settings, create_app
 from mandate.service.runtime import MODEL_PATH
-from mandate.service.settings import DEV_SECRET_PLACEHOLDER
+from mandate.service.settings import DEV_ISSUER_KEY, DEV_SECRET_PLACEHOLDER
 from tests.audit.helpers import audit_store_refuses
+from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.services import authorizer
 from tests.utils.threads import ask, bearer, new_thread, resume
+from tests.utils.tokens import login
 
-AUDITORS = [Relationship("user:dave", "auditor", "tenant:acme"), Relationship("user:carol", "auditor", "tenant:globex")]
+AUDITORS = [
+    Relationship(fga.user(DEV_ISSUER_KEY, "dave"), fga.AUDITOR, fga.tenant("acme")),
+    Relationship(fga.user(DEV_ISSUER_KEY, "carol"), fga.AUDITOR, fga.tenant("globex")),
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +47,8 @@ async def auditors(stack_settings: Settings) -> AsyncIterator[None]:
         await authz._client.close()  # noqa: SLF001  (test teardown of the SDK client)
 
 
-def _pseudonym(stack_settings: Settings, user: str) -> str:
-    return Pseudonymizer(DEV_SECRET_PLACEHOLDER.encode())(stack_settings.dev_issuer_url, user)
+def _pseudonym(settings: Settings, user: str) -> str:
+    return Pseudonymizer(DEV_SECRET_PLACEHOLDER.encode())(settings.dev_issuer_url, user)
 
 
 def _ticket_thread(client: httpx.Client, token: Callable[..., str], title: str) -> str:
@@ -53,6 +63,50 @@ def _get(client: httpx.Client, token: str, path: str, **params: Any) -> httpx.Re
     return client.get(path, params=params, headers=bearer(token))
 
 
+def _denied_reads(db: psycopg.Connection, actor: str) -> list[tuple[dict[str, Any], datetime]]:
+    """``actor``'s refused reads as stored: (detail, recorded_at), in chain order."""
+    rows = db.execute(
+        "SELECT detail, recorded_at FROM mandate.audit_records"
+        " WHERE event = 'audit.read' AND decision = 'denied' AND actor = %s ORDER BY seq",
+        (actor,),
+    ).fetchall()
+    return [(detail, recorded_at) for detail, recorded_at in rows]
+
+
+def _attempts(details: list[dict[str, Any]]) -> int:
+    """The refused reads records stand for: one each, or the repeats a summary counts."""
+    return sum(detail.get("repeated", 1) for detail in details)
+
+
+# First in the module: dave must not be an auditor yet (the ``auditors`` fixture makes him one).
+def test_audit_api_coalesces_a_flood_of_refused_reads_and_counts_them_all_at_shutdown(
+    stack_settings: Settings, db: psycopg.Connection
+) -> None:
+    port = free_port()
+    settings = DevSettings(
+        env="test", port=port, data_dir=stack_settings.data_dir, database_url=stack_settings.database_url,
+        fga_api_url=stack_settings.fga_api_url,
+    )
+    alice, dave = _pseudonym(settings, "alice"), _pseudonym(settings, "dave")
+    app = create_app(settings, tracer_provider=build_tracer_provider(InMemorySpanExporter()))
+    with serve_in_thread(app, port=port) as url, httpx.Client(base_url=url, timeout=60) as client:
+        flooder = login(url, "alice")
+        assert _get(client, flooder, "/audit").status_code == 403
+        assert [detail for detail, _ in _denied_reads(db, alice)] == [{}]  # the first, written at once
+        assert all(_get(client, flooder, "/audit").status_code == 403 for _ in range(499))
+        assert _get(client, login(url, "dave"), "/audit/open").status_code == 403
+        assert [detail for detail, _ in _denied_reads(db, dave)] == [{}]  # another member's first, at once
+        seen = _get(client, login(url, "bob"), "/audit", event="audit.read", decision="denied",
+                    user="alice").json()["records"]
+        assert (seen[-1]["detail"], seen[-1]["actor_identity"]["subject"]) == ({}, "alice")
+    stored = _denied_reads(db, alice)  # the service wrote the last window's count as it shut down
+    details = [detail for detail, _ in stored]
+    assert details[0] == {} and all(detail["repeated"] > 0 for detail in details[1:])
+    assert _attempts(details) == 500
+    flood_took = stored[-1][1] - stored[0][1]
+    assert len(details) <= 2 + flood_took / DENIAL_WINDOW  # the first, then one summary per window at most
+
+
 @pytest.mark.usefixtures("auditors")
 def test_audit_api_refuses_non_auditors_and_records_the_attempt(
     client: httpx.Client, token: Callable[..., str], stack_settings: Settings
@@ -65,14 +119,15 @@ def test_audit_api_refuses_non_auditors_and_records_the_attempt(
     assert _get(client, "not-a-token", "/audit").status_code == 401
     denied = _get(client, token("dave"), "/audit", event="audit.read", decision="denied",
                   user=_pseudonym(stack_settings, "alice")).json()["records"]
-    assert len(denied) >= 3
+    assert denied[-1]["detail"] == {}  # the first refusal, in full; the two after it are counted into a summary
+    assert _attempts([record["detail"] for record in denied]) <= 3
 
 
 @pytest.mark.usefixtures("auditors")
 def test_audit_api_shows_only_the_auditors_tenant(client: httpx.Client, token: Callable[..., str]) -> None:
     thread = _ticket_thread(client, token, "toner empty on floor 2")
     acme = _get(client, token("dave"), "/audit", thread_id=thread).json()["records"]
-    assert {r["event"] for r in acme} == {"consent.decided", "tool.started", "tool.succeeded"}
+    assert {r["event"] for r in acme} == {"consent.requested", "consent.decided", "tool.started", "tool.succeeded"}
     assert all(r["tenant"] == "acme" for r in acme)
     assert _get(client, token("carol"), "/audit", thread_id=thread).json()["records"] == []
     assert _get(client, token("carol"), f"/audit/threads/{thread}/timeline").json()["entries"] == []
@@ -96,7 +151,7 @@ def test_audit_api_filters_pages_and_resolves_pseudonyms(
     first = _get(client, dave, "/audit", since=since, tool="create_ticket", limit=4).json()
     rest = _get(client, dave, "/audit", since=since, tool="create_ticket", cursor=first["next_cursor"]).json()
     seqs = [r["seq"] for r in first["records"] + rest["records"]]
-    assert seqs == sorted(seqs, reverse=True) and len(seqs) == len(set(seqs)) == 6
+    assert seqs == sorted(seqs, reverse=True) and len(seqs) == len(set(seqs)) == 8  # 4 records per ticket
     assert rest["next_cursor"] is None
     assert _get(client, dave, "/audit", limit=0).status_code == 422
 
@@ -122,7 +177,7 @@ def test_audit_timeline_says_who_did_what_in_order(
     thread = _ticket_thread(client, token, "window will not close")
     body = _get(client, token("dave"), f"/audit/threads/{thread}/timeline").json()
     entries = [(e["event"], e["actor_identity"]["subject"], e["decision"]) for e in body["entries"]]
-    assert entries == [("consent.decided", "alice", "approve"), ("tool.started", "alice", "allowed"),
+    assert entries == [("consent.requested", "alice", "asked"), ("consent.decided", "alice", "approve"), ("tool.started", "alice", "allowed"),
                        ("tool.succeeded", "alice", "ok")]
     assert body["open_tool_calls"] == 0
     assert [e["seq"] for e in body["entries"]] == sorted(e["seq"] for e in body["entries"])

@@ -15,7 +15,7 @@ import pytest
 from mandate import audit
 from mandate._db import apply_migrations, open_pool
 from mandate.audit import AuditLog, public_key_pem
-from mandate.service import Settings
+from mandate.service import DevSettings, Settings
 from mandate.service.audit_cli import CLI_ISSUER, audit_signer
 from mandate.service.cli import main
 from tests.audit.helpers import database_dsn, tamper, temporary_database, write
@@ -104,7 +104,7 @@ def test_cli_verify_with_the_published_public_key(
     code, out, _ = mandate("verify", "--public-key", str(tmp_path / "audit.pub"), database_url=scratch_url)
     assert (code, "sealed through 100" in out) == (0, True)
     other = tmp_path / "other.pub"
-    other.write_text(public_key_pem(audit_signer(Settings(env="test", data_dir=tmp_path)).public_key))
+    other.write_text(public_key_pem(audit_signer(DevSettings(env="test", data_dir=tmp_path)).public_key))
     code, out, _ = mandate("verify", "--public-key", str(other), database_url=scratch_url)
     assert code == 1 and "[bad_checkpoint]" in out
 

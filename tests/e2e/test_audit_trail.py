@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from mandate.audit import build_tracer_provider
-from mandate.service import Settings, create_app
+from mandate.service import DevSettings, Settings, create_app
 from tests.audit.helpers import audit_store_refuses
 from tests.utils.openai_double import ChatDouble
 from tests.utils.servers import free_port, serve_in_thread
@@ -49,7 +49,7 @@ def planned_app(stack_settings: Settings) -> Iterator[tuple[str, InMemorySpanExp
     exporter = InMemorySpanExporter()
     port = free_port()
     with serve_in_thread(model.app()) as model_url:
-        settings = Settings(
+        settings = DevSettings(
             env="test", port=port, data_dir=stack_settings.data_dir, database_url=stack_settings.database_url,
             fga_api_url=stack_settings.fga_api_url, llm_base_url=f"{model_url}/v1", llm_api_key="sk-test-double",
         )

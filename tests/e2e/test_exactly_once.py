@@ -27,6 +27,8 @@ def _service(settings: Settings, port: int, *, delay: float) -> Iterator[subproc
     env = {
         **os.environ,
         "MANDATE_ENV": "test",
+        "MANDATE_DEV_ISSUER": "true",
+        "MANDATE_SEED_DEMO": "true",
         "MANDATE_PORT": str(port),
         "MANDATE_DATA_DIR": str(settings.data_dir),
         "MANDATE_DATABASE_URL": settings.database_url,

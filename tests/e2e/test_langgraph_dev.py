@@ -30,6 +30,7 @@ def studio_url(stack_settings: Settings, base_url: str) -> Iterator[str]:
         "LANGGRAPH_NO_VERSION_CHECK": "true",
         "LANGSMITH_TRACING": "false",
         "MANDATE_ENV": "test",
+        "MANDATE_DEV_ISSUER": "true",
         "MANDATE_PUBLIC_URL": base_url,
         "MANDATE_DATA_DIR": str(stack_settings.data_dir),
         "MANDATE_DATABASE_URL": stack_settings.database_url,
@@ -96,3 +97,21 @@ def test_langgraph_dev_refuses_missing_token_and_the_studio_bypass(studio_url: s
     assert bypass.status_code in (401, 403)
     forged = httpx.post(f"{studio_url}/threads/search", json={}, headers={"Authorization": "Bearer not-a-jwt"})
     assert forged.status_code == 401
+
+
+async def test_langgraph_dev_refuses_a_client_supplied_principal(studio_url: str, token: Callable[..., str]) -> None:
+    async with get_client(url=studio_url, api_key=None, headers={"Authorization": f"Bearer {token('carol')}"}) as carol:
+        thread = await carol.threads.create()
+        spoofed = {"subject": "alice", "tenant": "acme", "issuer": "x", "issuer_key": "dev", "roles": [], "groups": [], "client_id": ""}
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            await carol.runs.wait(
+                thread["thread_id"], "mandate",
+                input={"messages": [{"role": "user", "content": "Summarize the latest contract terms for ACME."}], "principal": spoofed},
+            )
+        assert refused.value.response.status_code == 422
+        answer = await carol.runs.wait(
+            thread["thread_id"], "mandate",
+            input={"messages": [{"role": "user", "content": "Summarize the latest contract terms for ACME."}]},
+        )
+        assert answer["principal"]["subject"] == "carol" and answer["principal"]["tenant"] == "globex"
+        assert "net 45" not in answer["messages"][-1]["content"]

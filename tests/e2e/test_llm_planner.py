@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from mandate.audit import build_tracer_provider
-from mandate.service import Settings, create_app
+from mandate.service import DevSettings, Settings, create_app
 from tests.utils.openai_double import ChatDouble
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.threads import ask, bearer, last_answer, new_thread, resume
@@ -32,7 +32,7 @@ def double() -> Iterator[tuple[ChatDouble, str]]:
 def llm_app(stack_settings: Settings, double: tuple[ChatDouble, str]) -> Iterator[str]:
     """A second Mandate on the same Postgres and OpenFGA, planning with the LLM."""
     port = free_port()
-    settings = Settings(
+    settings = DevSettings(
         env="test",
         port=port,
         data_dir=stack_settings.data_dir,

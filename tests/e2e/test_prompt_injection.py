@@ -10,7 +10,7 @@ import pytest
 
 from mandate.audit import build_tracer_provider
 from mandate.auth import Relationship
-from mandate.service import Settings, create_app
+from mandate.service import DevSettings, Settings, create_app
 from tests.utils.openai_double import ChatDouble
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.services import room_services
@@ -32,7 +32,7 @@ def injected_app(stack_settings: Settings) -> Iterator[str]:
     )
     with serve_in_thread(model.app()) as model_url:
         port = free_port()
-        settings = Settings(
+        settings = DevSettings(
             env="test", port=port, data_dir=stack_settings.data_dir, database_url=stack_settings.database_url,
             fga_api_url=stack_settings.fga_api_url, llm_base_url=f"{model_url}/v1", llm_api_key="sk-test",
         )

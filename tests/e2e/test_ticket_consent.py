@@ -100,7 +100,7 @@ def test_audit_records_tool_start_before_success(
         "SELECT event, actor, agent, decision FROM mandate.audit_records WHERE thread_id = %s ORDER BY recorded_at",
         (thread,),
     ).fetchall()
-    assert [e[0] for e in events] == ["consent.decided", "tool.started", "tool.succeeded"]
+    assert [e[0] for e in events] == ["consent.requested", "consent.decided", "tool.started", "tool.succeeded"]
     assert all(e[1].startswith("psn_") for e in events)
     assert events[1][2] == "agent:executor"
 

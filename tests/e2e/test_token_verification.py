@@ -1,4 +1,4 @@
-"""Every request needs a verified token: the attacks answer 401 with a stable code."""
+"""Every request needs a verified token: the attacks answer 401 with a stable code and a fixed challenge."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 from joserfc.jwk import RSAKey
 
+from mandate.auth import TokenError
 from mandate.service import Settings
 from tests.utils.threads import bearer
 from tests.utils.tokens import claims_of, dev_issuer_key, fresh_claims, sign, unsigned
@@ -20,6 +23,25 @@ from tests.utils.tokens import claims_of, dev_issuer_key, fresh_claims, sign, un
 
 def _b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def _b64_text(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+
+
+def _sign_raw(header: str, payload: str, key: RSAKey) -> str:
+    """An RS256 JWS over exactly these JSON texts, so hostile headers and claims carry a real signature."""
+    signing_input = f"{_b64_text(header)}.{_b64_text(payload)}"
+    signature = key.private_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+def _descriptions(root: type[TokenError] = TokenError) -> dict[str, str]:
+    """Every token error's fixed challenge text, by code."""
+    found = {root.code: root.description}
+    for sub in root.__subclasses__():
+        found |= _descriptions(sub)
+    return found
 
 
 def _assert_401(response: httpx.Response, code: str) -> None:
@@ -139,3 +161,61 @@ def test_protected_resource_metadata_names_the_dev_issuer(client: httpx.Client, 
     body = client.get("/.well-known/oauth-protected-resource").json()
     assert body["resource"] == stack_settings.audience
     assert body["authorization_servers"] == [stack_settings.dev_issuer_url]
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        ("alg_non_ascii", "disallowed_algorithm"),
+        ("alg_with_quote", "disallowed_algorithm"),
+        ("typ_array", "malformed_token"),
+        ("iss_array", "untrusted_issuer"),
+        ("exp_overflow", "invalid_claims"),
+        ("id_token_nonce", "wrong_token_type"),
+        ("duplicate_iss", "malformed_token"),
+        ("oversized", "token_too_large"),
+    ],
+)
+def test_threads_with_hostile_token_answer_401_with_fixed_challenge(
+    client: httpx.Client, token: Callable[..., str], stack_settings: Settings, case: str, code: str
+) -> None:
+    """Each case once answered 500 or reflected the token into ``WWW-Authenticate``."""
+    key = dev_issuer_key(stack_settings.data_dir)
+    claims = fresh_claims(claims_of(token("alice")))
+    header: dict[str, Any] = {"alg": "RS256", "typ": "at+jwt", "kid": key.kid}
+    payload = json.dumps(claims)
+    if case == "alg_non_ascii":
+        header["alg"] = "RS256\u00e9\u2028"
+    elif case == "alg_with_quote":
+        header["alg"] = 'RS256", error_uri="https://evil.example'
+    elif case == "typ_array":
+        header["typ"] = ["at+jwt"]
+    elif case == "iss_array":
+        payload = json.dumps({**claims, "iss": [claims["iss"]]})
+    elif case == "exp_overflow":
+        payload = payload.replace(f'"exp": {claims["exp"]}', '"exp": 1e400')
+    elif case == "id_token_nonce":
+        payload = json.dumps({**claims, "nonce": "n-0S6_WzA2Mj"})
+    elif case == "duplicate_iss":
+        payload = payload[:-1] + ', "iss": "https://evil.example"}'
+    elif case == "oversized":
+        payload = json.dumps({**claims, "padding": "x" * 16_384})
+    hostile = _sign_raw(json.dumps(header, ensure_ascii=False), payload, key)
+    response = client.post("/threads/search", json={}, headers=bearer(hostile))
+    _assert_401(response, code)
+    assert set(response.json()) == {"code", "message"}
+    challenge = response.headers["WWW-Authenticate"]
+    metadata = f"{stack_settings.public_url}/.well-known/oauth-protected-resource"
+    assert challenge == (
+        f'Bearer resource_metadata="{metadata}", error="invalid_token", error_description="{_descriptions()[code]}"'
+    )
+    for segment in hostile.split("."):
+        assert segment[:16] not in challenge and segment[:16] not in response.text
+
+
+def test_challenge_ignores_a_hostile_host_header(client: httpx.Client, stack_settings: Settings) -> None:
+    response = client.post("/threads/search", json={}, headers={**bearer("not-a-jwt"), "Host": 'evil.example", x="y'})
+    _assert_401(response, "malformed_token")
+    challenge = response.headers["WWW-Authenticate"]
+    assert "evil" not in challenge
+    assert f'resource_metadata="{stack_settings.public_url}/.well-known/oauth-protected-resource"' in challenge

@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from mandate.audit import build_tracer_provider
-from mandate.service import Settings, create_app
+from mandate.service import DevSettings, Settings, create_app
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.threads import ask, new_thread, resume
 from tests.utils.tokens import login
@@ -19,7 +19,7 @@ from tests.utils.tokens import login
 def capturing_app(stack_settings: Settings) -> Iterator[tuple[str, InMemorySpanExporter]]:
     spans = InMemorySpanExporter()
     port = free_port()
-    settings = Settings(
+    settings = DevSettings(
         env="test", port=port, data_dir=stack_settings.data_dir, database_url=stack_settings.database_url,
         fga_api_url=stack_settings.fga_api_url, trace_content=True,
     )

@@ -8,46 +8,49 @@ from __future__ import annotations
 from pathlib import Path
 
 from mandate.auth import Authorizer, Relationship
+from mandate.auth import vocabulary as fga
 from mandate.retrieval import DocumentSpec, Ingestor
+from mandate.service.settings import DEV_ISSUER_KEY
 
 __all__ = ["DEMO_DOCUMENTS", "DEMO_RELATIONSHIPS", "seed_demo_world"]
 
 _DOCS = Path(__file__).parent / "documents"
 
-DEMO_RELATIONSHIPS: tuple[Relationship, ...] = tuple(
-    Relationship(*t)
-    for t in [
-        ("user:alice", "member", "tenant:acme"),
-        ("user:dave", "member", "tenant:acme"),
-        ("user:bob", "member", "tenant:acme"),
-        ("user:bob", "approver", "tenant:acme"),
-        ("user:bob", "auditor", "tenant:acme"),
-        ("user:carol", "member", "tenant:globex"),
-        ("user:alice", "member", "group:acme-finance"),
-        ("user:dave", "member", "group:acme-engineering"),
-        ("user:bob", "member", "group:acme-management"),
-        ("user:carol", "member", "group:globex-staff"),
-        ("tenant:acme", "tenant", "folder:acme-contracts"),
-        ("group:acme-finance#member", "viewer", "folder:acme-contracts"),
-        ("group:acme-legal#member", "viewer", "folder:acme-contracts"),
-        ("tenant:acme", "tenant", "folder:acme-engineering"),
-        ("group:acme-engineering#member", "viewer", "folder:acme-engineering"),
-        ("tenant:globex", "tenant", "folder:globex-contracts"),
-        ("group:globex-staff#member", "viewer", "folder:globex-contracts"),
-        ("agent:retriever", "reader_agent", "tenant:acme"),
-        ("agent:retriever", "reader_agent", "tenant:globex"),
-        # The supervisor's agents: the researcher reads contracts and engineering, not payroll; the
-        # operations agent may open tickets but not send payments.
-        ("agent:researcher", "reader_agent", "folder:acme-contracts"),
-        ("agent:researcher", "reader_agent", "folder:acme-engineering"),
-        ("agent:researcher", "reader_agent", "folder:globex-contracts"),
-        ("agent:operations", "invoker", "tool:create_ticket"),
-        ("agent:executor", "invoker", "tool:create_ticket"),
-        ("tenant:acme#member", "can_use", "tool:create_ticket"),
-        ("tenant:globex#member", "can_use", "tool:create_ticket"),
-        ("agent:executor", "invoker", "tool:send_payment"),
-        ("group:acme-finance#member", "can_use", "tool:send_payment"),
-    ]
+def _user(name: str) -> str:
+    return fga.user(DEV_ISSUER_KEY, name)
+
+
+DEMO_RELATIONSHIPS: tuple[Relationship, ...] = (
+    Relationship(_user("alice"), fga.MEMBER, fga.tenant("acme")),
+    Relationship(_user("dave"), fga.MEMBER, fga.tenant("acme")),
+    Relationship(_user("bob"), fga.MEMBER, fga.tenant("acme")),
+    Relationship(_user("bob"), fga.APPROVER, fga.tenant("acme")),
+    Relationship(_user("bob"), fga.AUDITOR, fga.tenant("acme")),
+    Relationship(_user("carol"), fga.MEMBER, fga.tenant("globex")),
+    Relationship(_user("alice"), fga.MEMBER, fga.group("acme-finance")),
+    Relationship(_user("dave"), fga.MEMBER, fga.group("acme-engineering")),
+    Relationship(_user("bob"), fga.MEMBER, fga.group("acme-management")),
+    Relationship(_user("carol"), fga.MEMBER, fga.group("globex-staff")),
+    Relationship(fga.tenant("acme"), fga.TENANT, fga.folder("acme-contracts")),
+    Relationship(fga.group_members("acme-finance"), fga.VIEWER, fga.folder("acme-contracts")),
+    Relationship(fga.group_members("acme-legal"), fga.VIEWER, fga.folder("acme-contracts")),
+    Relationship(fga.tenant("acme"), fga.TENANT, fga.folder("acme-engineering")),
+    Relationship(fga.group_members("acme-engineering"), fga.VIEWER, fga.folder("acme-engineering")),
+    Relationship(fga.tenant("globex"), fga.TENANT, fga.folder("globex-contracts")),
+    Relationship(fga.group_members("globex-staff"), fga.VIEWER, fga.folder("globex-contracts")),
+    Relationship(fga.agent("retriever"), fga.READER_AGENT, fga.tenant("acme")),
+    Relationship(fga.agent("retriever"), fga.READER_AGENT, fga.tenant("globex")),
+    # The supervisor's agents: the researcher reads contracts and engineering, not payroll; the
+    # operations agent may open tickets but not send payments.
+    Relationship(fga.agent("researcher"), fga.READER_AGENT, fga.folder("acme-contracts")),
+    Relationship(fga.agent("researcher"), fga.READER_AGENT, fga.folder("acme-engineering")),
+    Relationship(fga.agent("researcher"), fga.READER_AGENT, fga.folder("globex-contracts")),
+    Relationship(fga.agent("operations"), fga.INVOKER, fga.tool("create_ticket")),
+    Relationship(fga.agent("executor"), fga.INVOKER, fga.tool("create_ticket")),
+    Relationship(fga.tenant_members("acme"), fga.CAN_USE, fga.tool("create_ticket")),
+    Relationship(fga.tenant_members("globex"), fga.CAN_USE, fga.tool("create_ticket")),
+    Relationship(fga.agent("executor"), fga.INVOKER, fga.tool("send_payment")),
+    Relationship(fga.group_members("acme-finance"), fga.CAN_USE, fga.tool("send_payment")),
 )
 
 
@@ -62,7 +65,7 @@ def _doc(doc_id: str, tenant: str, title: str, *, folder: str | None = None, vie
 DEMO_DOCUMENTS: tuple[DocumentSpec, ...] = (
     _doc("acme-msa", "acme", "ACME Master Services Agreement", folder="acme-contracts"),
     _doc("acme-roadmap", "acme", "ACME Engineering Roadmap 2026", folder="acme-engineering"),
-    _doc("acme-payroll", "acme", "ACME Payroll Summary", viewers=("user:bob",)),
+    _doc("acme-payroll", "acme", "ACME Payroll Summary", viewers=(_user("bob"),)),
     _doc("globex-terms", "globex", "Globex Supply Contract Terms", folder="globex-contracts"),
     # A prompt-injection attempt, readable by finance: it must never turn into an unchecked payment.
     _doc("acme-vendor-notice", "acme", "Vendor notice: updated bank details", folder="acme-contracts"),

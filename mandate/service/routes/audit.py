@@ -24,6 +24,7 @@ from mandate.audit import (
     thread_timeline,
 )
 from mandate.auth import Principal, Relationship
+from mandate.auth import vocabulary as fga
 from mandate.service.deps import CurrentPrincipal, ServicesDep
 from mandate.service.runtime import Services
 
@@ -36,21 +37,28 @@ _UNFILTERED = ("tenant", "limit")
 
 
 async def _record_read(services: Services, principal: Principal, decision: str, **detail: Any) -> None:
+    """Record a read of the trail: every allowed one on its own, denied ones coalesced per person.
+
+    A denied read costs its caller nothing, so one row each would let any member flood the chain:
+    the first is written at once, repeats are counted into summaries (``AuditLog.record_denial``).
+    """
     pseudonym = services.pseudonymize(principal.issuer, principal.subject)
     services.audit.remember_subject(pseudonym=pseudonym, issuer=principal.issuer, subject=principal.subject)
-    await services.audit.record(
-        AuditEvent(tenant=principal.tenant, event="audit.read", actor=pseudonym, decision=decision, detail=detail)
-    )
+    event = AuditEvent(tenant=principal.tenant, event="audit.read", actor=pseudonym, decision=decision, detail=detail)
+    if decision == "denied":
+        await services.audit.record_denial(event)
+    else:
+        await services.audit.record(event)
 
 
 async def auditor(principal: CurrentPrincipal, services: ServicesDep) -> Principal:
     """The caller, if OpenFGA allows them as ``auditor`` of their tenant.
 
     Raises:
-        AuditForbiddenError: They are not (the attempt is recorded).
+        AuditForbiddenError: They are not (the attempt is recorded; repeats are counted, not each written).
         AuthorizationUnavailableError: OpenFGA could not decide (a denial).
     """
-    question = Relationship(principal.user_id, "auditor", f"tenant:{principal.tenant}")
+    question = Relationship(principal.user_id, fga.AUDITOR, fga.tenant(principal.tenant))
     if not await services.authz.check(question, strong=True):
         await _record_read(services, principal, "denied")
         raise AuditForbiddenError("Only auditors of this tenant may read its audit trail.")

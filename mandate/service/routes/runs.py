@@ -14,6 +14,7 @@ from mandate.auth import Principal
 from mandate.errors import AppError
 from mandate.service.deps import BearerToken, CurrentPrincipal, Runs, ServicesDep
 from mandate.service.errors import ThreadNotFoundError
+from mandate.service.limits import PageLimit, PageOffset
 from mandate.service.runs import RunManager
 from mandate.service.runtime import Services
 from mandate.service.schemas import RunCreate
@@ -81,7 +82,7 @@ async def run_background(
 
 @router.get("/threads/{thread_id}/runs")
 async def list_runs(
-    thread_id: str, principal: CurrentPrincipal, services: ServicesDep, runs: Runs, limit: int = 10, offset: int = 0
+    thread_id: str, principal: CurrentPrincipal, services: ServicesDep, runs: Runs, limit: PageLimit = 10, offset: PageOffset = 0
 ) -> list[dict[str, Any]]:
     """Runs of one of the caller's threads, newest first."""
     await services.threads.get(principal, thread_id)

@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 
 from mandate.service import queries
 from mandate.service.deps import CurrentPrincipal, ServicesDep
-from mandate.service.errors import InvalidRunError, ThreadExistsError
+from mandate.service.errors import StateUpdateRefusedError, ThreadBusyError, ThreadExistsError, ThreadNotIdleError
+from mandate.service.limits import MAX_PAGE, PageLimit
 from mandate.service.runs import snapshot_body, thread_config
 from mandate.service.runtime import Services, graph_of
 from mandate.service.schemas import StateUpdate, ThreadCreate, ThreadPatch, ThreadSearch
@@ -26,7 +27,7 @@ router = APIRouter(prefix="/threads", tags=["threads"])
 class HistoryQuery(BaseModel):
     """``POST /threads/{id}/history``."""
 
-    limit: int = Field(default=10, ge=1, le=1000)
+    limit: int = Field(default=10, ge=1, le=MAX_PAGE)
     before: dict[str, Any] | str | None = None
 
 
@@ -111,17 +112,24 @@ async def get_state(thread_id: str, principal: CurrentPrincipal, services: Servi
 
 @router.post("/{thread_id}/state")
 async def update_state(thread_id: str, body: StateUpdate, principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
-    """Add user messages to the state as a node would (Studio's state editor); nothing else is writable."""
+    """Add user messages to an idle thread (Studio's state editor); nothing else is writable.
+
+    A thread that is running, paused at an interrupt or stopped between nodes refuses: a write
+    there could move it past a gate. The next run starts from the graph's entry.
+    """
     row = await services.threads.get(principal, thread_id)
     if row["status"] == "busy":
-        raise InvalidRunError("A run is in progress on this thread.")
+        raise ThreadBusyError("A run is in progress on this thread.")
     graph = graph_of(services, row)
-    if body.as_node is not None and body.as_node not in set(graph.nodes) - {"__start__"}:
-        raise InvalidRunError(f"Unknown node {body.as_node!r}.")
+    snapshot = await graph.aget_state(thread_config(thread_id))
+    if not snapshot.values:
+        raise StateUpdateRefusedError("The thread has never run: there is no state to update yet.")
+    if snapshot.interrupts or snapshot.next:
+        raise ThreadNotIdleError("The thread is paused or unfinished; answer or continue it instead of writing state.")
+    if body.values is None:
+        return {"checkpoint": (snapshot.config or {}).get("configurable", {})}
     config = await graph.aupdate_state(
-        thread_config(thread_id),
-        {"messages": [HumanMessage(m.content) for m in body.values.messages]},
-        as_node=body.as_node,
+        thread_config(thread_id), {"messages": [HumanMessage(m.content) for m in body.values.messages]}
     )
     return {"checkpoint": config["configurable"]}
 
@@ -159,6 +167,6 @@ async def post_history(thread_id: str, body: HistoryQuery, principal: CurrentPri
 
 
 @router.get("/{thread_id}/history")
-async def get_history(thread_id: str, principal: CurrentPrincipal, services: ServicesDep, limit: int = 10) -> list[dict[str, Any]]:
+async def get_history(thread_id: str, principal: CurrentPrincipal, services: ServicesDep, limit: PageLimit = 10) -> list[dict[str, Any]]:
     """Past states of the thread, newest first."""
     return await _history(services, await services.threads.get(principal, thread_id), HistoryQuery(limit=limit))

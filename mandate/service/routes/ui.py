@@ -1,10 +1,12 @@
 """``/ui``: the approver page: sign in, see the approval queue, approve, edit or reject.
 
-Server-rendered (Jinja2, autoescaped), no JavaScript. The access token lives only in an
-HttpOnly, SameSite=Strict cookie scoped to ``/ui`` and is verified by ``services.verifier`` on
-every request, exactly like a bearer token. Every POST form carries a CSRF token: a keyed HMAC
-of the cookie it protects (the session, or before sign-in a random login nonce). Decisions go
-through the JSON route's own ``decide()``, so the page and the API share one decision path.
+Server-rendered (Jinja2, autoescaped), no JavaScript. Sessions are server-side
+(``service.sessions``): the HttpOnly, SameSite=Strict cookie scoped to ``/ui`` holds only an
+opaque random id; the access token stays sealed in the vault and is re-verified, and checked
+against the revocation list, on every request, exactly like a bearer token. Signing out revokes
+the session row, so a copied cookie stops working at once. Every POST form carries a CSRF token:
+a keyed HMAC of the cookie it protects (the session id, or before sign-in a random login nonce).
+Decisions go through the JSON route's own ``decide()``, so the page and the API share one path.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hmac
 import json
 import secrets
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -29,18 +32,18 @@ from mandate.auth.dev_issuer import DEV_CLI_CLIENT_ID
 from mandate.errors import AppError
 from mandate.service.deps import Runs, ServicesDep
 from mandate.service.errors import STATUS_BY_CODE
-from mandate.service.routes.approvals import DecisionCreate, decide, list_approvals
+from mandate.service.routes.approvals import ApprovalPublic, DecisionCreate, DecisionResult, decide, list_approvals
 from mandate.service.runtime import Services
+from mandate.service.sessions import issued_at
 
 __all__ = ["SESSION_COOKIE", "router"]
 
 router = APIRouter(prefix="/ui", tags=["ui"], include_in_schema=False)
 
 SESSION_COOKIE = "mandate_ui"
-"""Holds the signed-in user's access token (HttpOnly, SameSite=Strict, path ``/ui``)."""
+"""Holds the opaque id of the server-side session (HttpOnly, SameSite=Strict, path ``/ui``)."""
 LOGIN_COOKIE = "mandate_ui_login"
 """Holds a random nonce that the sign-in form's CSRF token is bound to."""
-"""The dev issuer's public client the sign-in form uses (``service.app.CLI_CLIENT_ID``)."""
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
@@ -81,15 +84,33 @@ def _render(request: Request, template: str, context: dict[str, Any], *, status:
     return _templates.TemplateResponse(request, template, context, status_code=status, headers=SECURITY_HEADERS)
 
 
-async def _session(request: Request, services: Services) -> tuple[str, Principal] | None:
-    """The cookie's token and its principal, verified now; ``None`` if absent or no longer valid."""
-    token = request.cookies.get(SESSION_COOKIE)
-    if not token:
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _SignedIn:
+    """The live session of a request: its cookie's id, the unsealed token and its principal."""
+
+    session_id: str = field(repr=False)
+    token: str = field(repr=False)
+    principal: Principal
+
+
+async def _session(request: Request, services: Services) -> _SignedIn | None:
+    """The cookie's live session, its token verified and not revoked now; ``None`` otherwise.
+
+    A session whose token no longer verifies or was revoked by an operator is ended server-side.
+    """
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if not session_id:
+        return None
+    live = await services.sessions.resume(session_id)
+    if live is None:
         return None
     try:
-        return token, await services.verifier.verify(token)
+        principal = await services.verifier.verify(live.token)
+        await services.sessions.check_not_revoked(principal, issued_at=issued_at(live.token))
     except TokenError:
+        await services.sessions.end(session_id)
         return None
+    return _SignedIn(session_id=session_id, token=live.token, principal=principal)
 
 
 def _failure(exc: AppError) -> tuple[dict[str, Any], int]:
@@ -104,30 +125,29 @@ def _failure(exc: AppError) -> tuple[dict[str, Any], int]:
     return outcome, status
 
 
-def _success(result: dict[str, Any]) -> dict[str, Any]:
-    approval, values = result["approval"], result["thread"]
-    messages = values.get("messages") or []
-    waiting = [i["value"].get("kind", "input") for i in values.get("__interrupt__", []) if isinstance(i.get("value"), dict)]
+def _success(result: DecisionResult) -> dict[str, Any]:
+    """What the page shows for a decision: the call's outcome, never the requester's conversation."""
+    approval, call = result.approval, result.approval.outcome
     return {
         "ok": True,
-        "status": STATUS_TEXT[approval["status"]],
-        "action": approval["action"],
-        "answer": str(messages[-1]["content"]) if messages else "",
-        "waiting": waiting[0] if waiting else None,
+        "status": STATUS_TEXT.get(approval.status, approval.status),
+        "action": approval.action,
+        "result": f"{approval.action}: {call.status}" + (f" ({call.id})" if call.id else "") if call else "",
+        "waiting": result.waiting_for,
     }
 
 
-def _view(item: dict[str, Any], services: Services, now: datetime) -> dict[str, Any]:
-    """An approval as the page shows it: the API's fields plus risk, expiry and editable fields."""
-    expires = datetime.fromisoformat(item["expires_at"])
+def _view(item: ApprovalPublic, now: datetime) -> dict[str, Any]:
+    """An approval as the page shows it: the API's fields plus readable expiry and editable fields."""
+    expires = datetime.fromtimestamp(item.expires_at, UTC)
     fields = [
         {"name": name, "value": value if isinstance(value, str) else json.dumps(value), "is_text": isinstance(value, str)}
-        for name, value in item["args"].items()
+        for name, value in item.args.items()
     ]
     return {
-        **item,
-        "risk": services.tools.get(item["action"]).sensitivity,
-        "expires_utc": expires.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        **item.model_dump(),
+        "expires_at": expires.isoformat(),
+        "expires_utc": expires.strftime("%Y-%m-%d %H:%M UTC"),
         "expires_in_min": max(0, int((expires - now).total_seconds() // 60)),
         "fields": fields,
     }
@@ -136,19 +156,18 @@ def _view(item: dict[str, Any], services: Services, now: datetime) -> dict[str, 
 async def _queue_page(
     request: Request,
     services: Services,
-    token: str,
-    principal: Principal,
+    session: _SignedIn,
     *,
     outcome: dict[str, Any] | None = None,
     status: int = 200,
 ) -> Response:
     now = datetime.now(UTC)
-    items = [_view(item, services, now) for item in await list_approvals(principal, services)]
+    items = [_view(item, now) for item in await list_approvals(session.principal, services)]
     context = {
-        "principal": principal,
+        "principal": session.principal,
         "items": items,
         "outcome": outcome,
-        "csrf": _csrf(services, "session", token),
+        "csrf": _csrf(services, "session", session.session_id),
     }
     return _render(request, "approvals.html", context, status=status)
 
@@ -187,7 +206,7 @@ async def approver_page(request: Request, services: ServicesDep) -> Response:
     session = await _session(request, services)
     if session is None:
         return _sign_in_page(request, services)
-    return await _queue_page(request, services, *session)
+    return await _queue_page(request, services, session)
 
 
 @router.post("/sign-in")
@@ -199,7 +218,7 @@ async def sign_in(
     otp: Annotated[str, Form(max_length=20)] = "",
     csrf: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    """Password grant (plus optional OTP) at the dev issuer; the verified token becomes the session cookie."""
+    """Password grant (plus optional OTP) at the dev issuer; the verified token starts a server-side session."""
     if not services.settings.dev_issuer:
         return _render(request, "sign_in.html", {"dev_sign_in": False, "error": None}, status=404)
     nonce = request.cookies.get(LOGIN_COOKIE, "")
@@ -219,20 +238,28 @@ async def sign_in(
     token = str(answer.json()["access_token"])
     try:
         principal = await services.verifier.verify(token)
+        await services.sessions.check_not_revoked(principal, issued_at=issued_at(token))
     except TokenError as exc:
         return _sign_in_page(request, services, error={"code": exc.code, "message": exc.message}, status=401)
+    previous = request.cookies.get(SESSION_COOKIE)
+    if previous:
+        await services.sessions.end(previous)  # signing in as someone else leaves no live session behind
+    started = await services.sessions.start(principal, token)
     response = _to_queue()
-    _set_cookie(response, request, services, SESSION_COOKIE, token, max_age=max(0, principal.expires_at - int(time.time())))
+    max_age = max(0, int(started.expires_at - time.time()))
+    _set_cookie(response, request, services, SESSION_COOKIE, started.session_id, max_age=max_age)
     _set_cookie(response, request, services, LOGIN_COOKIE, "", max_age=0)
     return response
 
 
 @router.post("/sign-out")
 async def sign_out(request: Request, services: ServicesDep, csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
-    """Clear the session cookie (a forged sign-out, without the session's CSRF token, is refused)."""
+    """Revoke the session server-side and clear its cookie (a forged sign-out, without its CSRF token, is refused)."""
     session = await _session(request, services)
-    if session is not None and not _csrf_ok(csrf, _csrf(services, "session", session[0])):
-        return await _queue_page(request, services, *session, outcome=CSRF_REFUSED, status=403)
+    if session is not None:
+        if not _csrf_ok(csrf, _csrf(services, "session", session.session_id)):
+            return await _queue_page(request, services, session, outcome=CSRF_REFUSED, status=403)
+        await services.sessions.end(session.session_id)
     response = _to_queue()
     _set_cookie(response, request, services, SESSION_COOKIE, "", max_age=0)
     return response
@@ -261,19 +288,22 @@ async def decide_on_page(approval_id: str, request: Request, services: ServicesD
     session = await _session(request, services)
     if session is None:
         return _sign_in_page(request, services, error={"code": "signed_out", "message": "Please sign in again."}, status=401)
-    token, principal = session
+    principal = session.principal
     form = await request.form()
-    if not _csrf_ok(form.get("csrf"), _csrf(services, "session", token)):
-        return await _queue_page(request, services, token, principal, outcome=CSRF_REFUSED, status=403)
+    if not _csrf_ok(form.get("csrf"), _csrf(services, "session", session.session_id)):
+        return await _queue_page(request, services, session, outcome=CSRF_REFUSED, status=403)
     kind = form.get("type")
     try:
         args = None
         if kind == "edit":
-            args = _edited_args((await services.approvals.get(principal, approval_id))["args"], form)
+            args = _edited_args((await services.ledger.get_in_tenant(principal, approval_id)).args, form)
         body = DecisionCreate.model_validate({"type": kind, "args": args, "comment": form.get("comment") or ""})
-        outcome, status = _success(await decide(approval_id, body, principal, token, services, runs)), 200
+        decided = await decide(
+            approval_id, body, principal=principal, token=session.token, services=services, runs=runs
+        )
+        outcome, status = _success(decided), 200
     except ValidationError:
         outcome, status = {"ok": False, "code": "invalid_request", "message": "The decision form is invalid."}, 422
     except AppError as exc:
         outcome, status = _failure(exc)
-    return await _queue_page(request, services, token, principal, outcome=outcome, status=status)
+    return await _queue_page(request, services, session, outcome=outcome, status=status)
