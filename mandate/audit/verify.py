@@ -179,13 +179,13 @@ async def verify_chains(
         checkpoint_every: The sealing interval the writers use.
 
     Returns:
-        One report per tenant, in tenant order.
+        One report per tenant, in tenant order. A tenant is known by its records and checkpoints:
+        one with neither (an unknown tenant) gets no report, so asking for it returns ``[]``.
     """
     async with pool.connection() as conn:
-        if tenant is None:
-            tenants = [r["tenant"] for r in await (await conn.execute(queries.TENANTS)).fetchall()]
-        else:
-            tenants = [tenant]
+        tenants = [r["tenant"] for r in await (await conn.execute(queries.TENANTS)).fetchall()]
+        if tenant is not None:
+            tenants = [t for t in tenants if t == tenant]
         return [await _verify_tenant(conn, t, keys=keys, every=checkpoint_every) for t in tenants]
 
 

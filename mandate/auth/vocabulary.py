@@ -12,6 +12,7 @@ from urllib.parse import quote, unquote
 
 __all__ = [
     "APPROVER",
+    "ASSISTANT_ADMIN",
     "AUDITOR",
     "CAN_READ",
     "CAN_USE",
@@ -37,6 +38,8 @@ __all__ = [
 MEMBER: Final = "member"
 APPROVER: Final = "approver"
 AUDITOR: Final = "auditor"
+ASSISTANT_ADMIN: Final = "assistant_admin"
+"""The tenant relation of people who may create, change and delete the tenant's assistants."""
 READER_AGENT: Final = "reader_agent"
 VIEWER: Final = "viewer"
 OWNER: Final = "owner"

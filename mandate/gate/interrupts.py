@@ -89,11 +89,16 @@ class StepUpRequest(TypedDict):
 
 
 class ReauthenticateRequest(TypedDict):
-    """The requester's stored token expired while the call waited: they sign in again and resume."""
+    """The call needs the requester's own valid sign-in to be delegated and none is usable here."""
 
     kind: Literal["reauthenticate"]
     tool_call_ids: list[str]
     description: str
+    reason: Literal["token_not_held", "token_expired", "token_too_weak"]
+    """Why no sign-in is usable: ``token_not_held`` (this server keeps no tokens, as under ``langgraph
+    dev``: run the call through Mandate's own server), ``token_expired`` (the requester's sign-in, kept
+    while the call waited for someone else, expired or is no longer usable), ``token_too_weak`` (the
+    sign-in is weaker than the call needs; ``acr_values`` says what it needs)."""
     acr_values: NotRequired[str]
     """The authentication level the new sign-in must reach (the calls need step-up)."""
 

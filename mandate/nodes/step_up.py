@@ -22,7 +22,17 @@ from mandate.nodes.planner import Node
 
 __all__ = ["make_step_up"]
 
-STEP_UP_DESCRIPTION = "Sign in again with a second factor, then resume this thread with the new token."
+STEP_UP_DESCRIPTION = (
+    "{tool} needs a sign-in with your second factor (acr {acr}) made at most {max_age} seconds ago, and the "
+    "sign-in this run was made with is weaker or older. Sign in again with your second factor, then resume "
+    "this thread with the new token."
+)
+STEP_UP_DESCRIPTION_OTHER = (
+    "{tool} needs the requester's own sign-in with their second factor (acr {acr}) made at most {max_age} "
+    "seconds ago; this run was resumed by someone else. The requester signs in again with their second "
+    "factor, then resumes this thread with the new token."
+)
+"""The pause's description when the run's caller is not the requester (for example after an approver's edit)."""
 
 
 def _fresh(evidence: StepUpEvidence | None, requirement: StepUpRequirement) -> bool:
@@ -60,7 +70,9 @@ def make_step_up(*, executor: str) -> Node:
                         tool_call_id=call["id"],
                         acr_values=spec.step_up.acr,
                         max_age=spec.step_up.max_age,
-                        description=STEP_UP_DESCRIPTION,
+                        description=(
+                            STEP_UP_DESCRIPTION if ctx.caller.same_subject(requester) else STEP_UP_DESCRIPTION_OTHER
+                        ).format(tool=call["name"], acr=spec.step_up.acr, max_age=spec.step_up.max_age),
                     )
                 )
             assert ctx.caller.acr is not None and ctx.caller.auth_time is not None  # step_up_satisfied holds

@@ -12,7 +12,7 @@ to try; none of it is trusted as a decision.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
@@ -29,10 +29,23 @@ from mandate.tools import ApprovalPolicy, ToolError, ToolSpec, args_hash, call_d
 
 __all__ = ["make_tool_executor"]
 
-REAUTHENTICATE_DESCRIPTION = (
-    "This action needs your own valid sign-in (yours expired while it waited, or is weaker than it needs). "
-    "Sign in again and resume this thread."
-)
+_NoToken = Literal["token_not_held", "token_expired", "token_too_weak"]
+REAUTHENTICATE_DESCRIPTIONS: dict[_NoToken, str] = {
+    "token_not_held": (
+        "This action is made with a token delegated from your sign-in, and this server does not keep sign-ins "
+        "(under `langgraph dev` no token reaches LangGraph's run store). Run it through Mandate's own server; "
+        "resuming this thread here asks again."
+    ),
+    "token_expired": (
+        "Your sign-in, kept for this thread while the action waited for a decision, has expired or can no "
+        "longer be used. Sign in again and resume this thread with the new token."
+    ),
+    "token_too_weak": (
+        "This action must be delegated from a sign-in at level {acr}, and the sign-in this run has is weaker. "
+        "Sign in again with your second factor and resume this thread with the new token."
+    ),
+}
+"""The pause's description, by reason: each says why no sign-in is usable and what to do."""
 
 
 class _Refused(Exception):
@@ -50,10 +63,11 @@ def _required_acr(ctx: GraphContext, calls: list[ProposedCall]) -> str | None:
     return max(levels, key=ACR_LEVELS.index) if levels else None
 
 
-async def _requester_token(ctx: GraphContext, state: MandateState, *, acr: str | None) -> tuple[str, Principal] | None:
+async def _requester_token(ctx: GraphContext, state: MandateState, *, acr: str | None) -> tuple[str, Principal] | _NoToken:
     """The requester's own token and who it speaks for: this call's if they made it, else the vault's.
 
-    ``None`` when there is none, it expired, or it is weaker than ``acr``: the requester signs in again.
+    Otherwise why there is none (not held by this server, expired, weaker than ``acr``): the
+    requester signs in again.
 
     Raises:
         AuthError: A vaulted token no longer verifies (it is re-verified, never trusted).
@@ -66,10 +80,10 @@ async def _requester_token(ctx: GraphContext, state: MandateState, *, acr: str |
             issuer=requester["issuer"], subject=requester["subject"], thread_id=ctx.thread_id, now=ctx.clock()
         )
         if vaulted is None:
-            return None
+            return "token_not_held" if ctx.caller.same_subject(requester) else "token_expired"
         token, holder = vaulted, await ctx.verifier.verify(vaulted)
     if acr is not None and not acr_at_least(holder.acr, acr):
-        return None
+        return "token_too_weak"
     return token, holder
 
 
@@ -177,11 +191,12 @@ def make_tool_executor(*, agent: str) -> Node:
         acr = _required_acr(ctx, approved)
         try:
             usable = await _requester_token(ctx, state, acr=acr)
-            while usable is None:
-                # No usable token of the requester (it expired while the call waited, or it is
-                # weaker than the call needs): ask them to sign in and resume.
+            while isinstance(usable, str):
+                # No usable token of the requester (not held here, expired while the call waited, or
+                # weaker than the call needs): say which, and ask them to sign in and resume.
                 request = ReauthenticateRequest(
-                    kind="reauthenticate", tool_call_ids=[c["id"] for c in approved], description=REAUTHENTICATE_DESCRIPTION
+                    kind="reauthenticate", tool_call_ids=[c["id"] for c in approved], reason=usable,
+                    description=REAUTHENTICATE_DESCRIPTIONS[usable].format(acr=acr),
                 )
                 if acr:
                     request["acr_values"] = acr

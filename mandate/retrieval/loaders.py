@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from pypdf.errors import PyPdfError
 
@@ -24,8 +25,8 @@ PDF_SUFFIXES = frozenset({".pdf"})
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | PDF_SUFFIXES
 MAX_ID_LENGTH = 256
 """OpenFGA's limit on an object id."""
-_NOT_IN_ID = re.compile(r"[\s#:@]+")
-"""Characters OpenFGA does not accept in an object id."""
+_SAFE_IN_ID = "/!$&'()*+,;=[]{}^`|~<>\"?"
+"""ASCII punctuation kept as it is in a document id; ``#``, ``:``, ``@``, ``%`` and white space are encoded."""
 _HEADING = re.compile(r"^#[^\S\n]+([^\n]+)", re.MULTILINE)
 """A level-one heading line; its closing ``#``s are stripped in Python (a pattern doing it backtracked cubically)."""
 
@@ -78,14 +79,22 @@ def load_file(path: Path) -> LoadedFile:
 
 
 def document_id_for(path: Path, *, root: Path, tenant: str) -> str:
-    """A stable document id for a file: ``<tenant>/<path relative to root>``, safe for OpenFGA.
+    """The document id of a file: ``<tenant>/<its path relative to root>``, one id per file.
+
+    Both paths are resolved first (absolute, ``..`` and symbolic links followed), so a file has the
+    same id however it is named: through its directory, alone, relatively or absolutely. Characters
+    OpenFGA refuses in an id (white space, ``#``, ``:``, ``@``), ``%`` and non-ASCII characters are
+    percent-encoded (UTF-8), so two different paths never share an id.
 
     Raises:
-        IngestionError: The id would exceed OpenFGA's 256 characters.
+        IngestionError: The file is not under ``root``, or the id would exceed OpenFGA's 256 characters.
     """
     resolved, base = path.resolve(), root.resolve()
-    relative = resolved.relative_to(base) if resolved.is_relative_to(base) else Path(path.name)
-    doc_id = _NOT_IN_ID.sub("-", f"{tenant}/{relative.as_posix()}")
+    if not resolved.is_relative_to(base):
+        raise IngestionError(
+            f"{path}: not under the root {base} that document ids are relative to; pass --root or --doc-id."
+        )
+    doc_id = f"{tenant}/{quote(resolved.relative_to(base).as_posix(), safe=_SAFE_IN_ID)}"
     if len(doc_id) > MAX_ID_LENGTH:
         raise IngestionError(f"{path}: its document id would be longer than {MAX_ID_LENGTH} characters; pass --doc-id.")
     return doc_id

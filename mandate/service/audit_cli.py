@@ -1,47 +1,30 @@
 """``mandate audit …``: verify, export, purge and erase the audit trail from the command line.
 
-Works against ``MANDATE_DATABASE_URL``, or the embedded dev database under ``MANDATE_DATA_DIR``
-(attached if ``mandate dev`` runs, started and stopped again otherwise). Operators act under the
-pseudonym of their OS login at issuer :data:`CLI_ISSUER`, resolvable by auditors like anyone's.
+Settings follow the operator-command rule of :mod:`mandate.service.cli`: production needs
+``MANDATE_DATABASE_URL`` (and the keys a command uses); with ``--dev`` or ``MANDATE_ENV=dev`` the
+embedded dev database under ``MANDATE_DATA_DIR`` is used. Operators act under the pseudonym of their
+OS login at issuer :data:`CLI_ISSUER`, resolvable by auditors like anyone's. The heavy modules are
+imported when a command runs, not when the parser is built.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
 import json
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from psycopg import Error as PsycopgError
+from mandate.service.cli import CommandError, dev_option, operator_settings, require_configuration
 
-from mandate import audit
-from mandate._db import Pool, apply_migrations, open_pool
-from mandate.audit import (
-    DEV_SIGNING_KEY_FILE,
-    AuditError,
-    AuditLog,
-    ChainReport,
-    CheckpointSigner,
-    Pseudonymizer,
-    erase_subject,
-    export_records,
-    load_public_key,
-    load_signing_key,
-    open_tool_calls,
-    public_key_pem,
-    purge_records,
-    verify_chains,
-)
-from mandate.service._postgres import EmbeddedPostgres
-from mandate.service.devstack import APP_DATABASE
-from mandate.service.settings import Settings
+if TYPE_CHECKING:
+    from mandate._db import Pool
+    from mandate.audit import AuditLog, ChainReport, CheckpointSigner
+    from mandate.service.settings import Settings
 
 __all__ = ["CLI_ISSUER", "add_audit_commands", "audit_signer"]
 
@@ -52,6 +35,18 @@ OPEN_AFTER = timedelta(minutes=1)
 _DURATION = re.compile(r"^(\d+)([dhm])$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
+Command = Callable[[argparse.Namespace, "Settings"], Awaitable[int]]
+
+VERIFY_DESCRIPTION = """\
+Recompute every tenant's hash chain and check its signed checkpoints; exit 1 if a chain is broken.
+
+Each audit record contains the hash of the record before it, so a record changed, removed,
+inserted or moved breaks the chain at that point. Every 100th record is also sealed by a
+checkpoint signed with the audit signing key (Ed25519): records up to the last checkpoint are
+"sealed", and rewriting them would need the private key. Newer records are protected by the
+hash chain alone until the next checkpoint. Tool calls that started and never finished (a
+crash) are listed under their tenant."""
+
 
 def audit_signer(settings: Settings) -> CheckpointSigner:
     """The checkpoint signer from ``MANDATE_AUDIT_SIGNING_KEY``, or the dev key under ``data_dir``.
@@ -59,6 +54,8 @@ def audit_signer(settings: Settings) -> CheckpointSigner:
     Raises:
         AuditKeyError: No usable key (in prod a configured key is required).
     """
+    from mandate.audit import DEV_SIGNING_KEY_FILE, CheckpointSigner, load_signing_key
+
     configured = settings.audit_signing_key
     pem = configured.get_secret_value().encode() if configured else None
     dev_path = None if settings.env == "prod" else Path(settings.data_dir) / DEV_SIGNING_KEY_FILE
@@ -67,71 +64,109 @@ def audit_signer(settings: Settings) -> CheckpointSigner:
 
 def add_audit_commands(subparsers: Any) -> None:
     """Register ``mandate audit verify|export|purge|erase|public-key`` on ``subparsers``."""
-    parser = subparsers.add_parser("audit", help="verify, export, purge or erase the audit trail")
-    actions = parser.add_subparsers(dest="audit_action", required=True, metavar="ACTION")
-
-    verify = actions.add_parser("verify", help="recompute every chain and check its checkpoints; exit 1 if broken")
-    verify.add_argument("--tenant", help="only this tenant (default: all)")
-    verify.add_argument("--public-key", type=Path, help="Ed25519 public key (PEM) to check checkpoints with")
-    verify.set_defaults(run=_sync(_verify))
-
-    export = actions.add_parser("export", help="write records as JSON lines, in chain order (actors stay pseudonymous)")
-    export.add_argument("--tenant", help="only this tenant (default: all)")
-    export.add_argument("--since", type=_moment, help="ISO date or time, inclusive")
-    export.add_argument("--until", type=_moment, help="ISO date or time, exclusive")
-    export.add_argument("--output", type=Path, help="file to write (default: stdout)")
-    export.set_defaults(run=_sync(_export))
-
-    purge = actions.add_parser("purge", help="remove records older than a retention period (recorded and signed)")
-    purge.add_argument(
-        "--older-than", type=_duration, help="400d, 36h or 90m (default: MANDATE_AUDIT_RETENTION_DAYS days)"
+    parser = subparsers.add_parser(
+        "audit", help="verify, export, purge or erase the audit trail",
+        description="Verify, export, purge or erase the audit trail (hash-chained, with signed checkpoints).",
     )
-    purge.add_argument("--tenant", help="only this tenant (default: all)")
-    purge.set_defaults(run=_sync(_purge))
+    actions = parser.add_subparsers(dest="audit_action", required=True, metavar="ACTION")
+    dev = [dev_option()]
+    raw = argparse.RawDescriptionHelpFormatter
 
-    erase = actions.add_parser("erase", help="erase a person's threads, checkpoints and vault entries (recorded)")
-    erase.add_argument("--issuer", required=True, help="the issuer that names the person")
+    verify = actions.add_parser(
+        "verify", parents=dev, help="check every chain and its signed checkpoints; exit 1 if broken",
+        description=VERIFY_DESCRIPTION, formatter_class=raw,
+    )
+    verify.add_argument("--tenant", help="only this tenant (default: every tenant); an unknown tenant is an error")
+    verify.add_argument(
+        "--public-key", type=Path, metavar="FILE",
+        help="Ed25519 public key (PEM, from `mandate audit public-key`) to check checkpoints with "
+        "(default: the key of MANDATE_AUDIT_SIGNING_KEY, or the dev key)",
+    )
+    verify.set_defaults(run=_sync(_verify, needs=_verify_needs))
+
+    export = actions.add_parser(
+        "export", parents=dev, help="write records as JSON lines, in chain order (actors stay pseudonymous)",
+        description="Write audit records as JSON lines, in chain order per tenant. Actors appear as "
+        "pseudonyms (psn_…); auditors resolve them through the API.",
+    )
+    export.add_argument("--tenant", help="only this tenant (default: every tenant)")
+    export.add_argument("--since", type=_moment, metavar="WHEN", help="ISO date or time, inclusive (UTC if no zone)")
+    export.add_argument("--until", type=_moment, metavar="WHEN", help="ISO date or time, exclusive (UTC if no zone)")
+    export.add_argument("--output", type=Path, metavar="FILE", help="file to write (default: standard output)")
+    export.set_defaults(run=_sync(_export, needs=("MANDATE_DATABASE_URL",)))
+
+    purge = actions.add_parser(
+        "purge", parents=dev, help="remove records older than a retention period (recorded and signed)",
+        description="Remove records older than a retention period. A signed `audit.purged` record is "
+        "appended first, so the shortened chain still verifies.",
+    )
+    purge.add_argument(
+        "--older-than", type=_duration, metavar="AGE",
+        help="400d, 36h or 90m (default: MANDATE_AUDIT_RETENTION_DAYS days)",
+    )
+    purge.add_argument("--tenant", help="only this tenant (default: every tenant)")
+    purge.set_defaults(run=_sync(_purge, needs=_KEYED))
+
+    erase = actions.add_parser(
+        "erase", parents=dev, help="erase a person's threads, checkpoints and vault entries (recorded)",
+        description="Erase a person's threads, LangGraph checkpoints and vaulted tokens (GDPR erasure). "
+        "Their audit records stay, under a pseudonym; the erasure itself is recorded.",
+    )
+    erase.add_argument("--issuer", required=True, help="the issuer that names the person (its exact `iss`)")
     erase.add_argument("--subject", required=True, help="their `sub` at that issuer")
-    erase.set_defaults(run=_sync(_erase))
+    erase.set_defaults(run=_sync(_erase, needs=_KEYED))
 
-    public = actions.add_parser("public-key", help="print the key that verifies checkpoints (PEM), for auditors")
-    public.set_defaults(run=_sync(_public_key))
+    public = actions.add_parser(
+        "public-key", parents=dev, help="print the key that verifies checkpoints (PEM), for auditors",
+        description="Print the Ed25519 public key (PEM) that verifies the signed checkpoints; give it "
+        "to auditors for `mandate audit verify --public-key FILE`.",
+    )
+    public.set_defaults(run=_sync(_public_key, needs=("MANDATE_AUDIT_SIGNING_KEY",)))
 
 
-def _sync(command: Callable[[argparse.Namespace, Settings], Awaitable[int]]) -> Callable[[argparse.Namespace], int]:
-    """Run ``command`` with fresh settings; failures become a message and exit 1 (broken chain) or 2."""
+_KEYED = ("MANDATE_DATABASE_URL", "MANDATE_AUDIT_SIGNING_KEY", "MANDATE_PSEUDONYM_KEY")
+"""What a command that appends signed records under an operator's pseudonym needs in production."""
+
+
+def _verify_needs(args: argparse.Namespace) -> Sequence[str]:
+    return ("MANDATE_DATABASE_URL",) if args.public_key else ("MANDATE_DATABASE_URL", "MANDATE_AUDIT_SIGNING_KEY")
+
+
+def _sync(
+    command: Command, *, needs: Sequence[str] | Callable[[argparse.Namespace], Sequence[str]]
+) -> Callable[[argparse.Namespace], int]:
+    """Run ``command`` with the operator settings; failures become a message and exit 1 (broken chain) or 2."""
 
     def run(args: argparse.Namespace) -> int:
+        import asyncio
+
+        from psycopg import Error as PsycopgError
+
+        from mandate.audit import AuditError
+
+        settings = operator_settings(args)
+        require_configuration(settings, *(needs(args) if callable(needs) else needs))
         try:
-            return asyncio.run(command(args, Settings()))
+            return asyncio.run(command(args, settings))
         except AuditError as exc:
             print(f"mandate audit: {exc.message}", file=sys.stderr)
             return 1 if exc.code == "audit_chain_broken" else 2
         except (PsycopgError, OSError) as exc:
-            print(f"mandate audit: the database is unreachable ({type(exc).__name__}).", file=sys.stderr)
+            print(f"mandate audit: the database is unreachable ({type(exc).__name__}: {_first_line(exc)}).",
+                  file=sys.stderr)
             return 2
 
     return run
 
 
-@contextmanager
-def _database_url(settings: Settings) -> Iterator[str]:
-    if settings.database_url:
-        yield settings.database_url
-        return
-    postgres = EmbeddedPostgres(Path(settings.data_dir))
-    already_running = postgres.pid is not None
-    try:
-        yield postgres.ensure_database(APP_DATABASE)
-    finally:
-        if not already_running:
-            postgres.stop()
-
-
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Pool]:
-    with _database_url(settings) as dsn:
-        pool = await open_pool(dsn, max_size=2)
+    from mandate import audit
+    from mandate._db import apply_migrations, open_pool
+    from mandate.service.devstack import attach_embedded
+
+    with attach_embedded(settings) as attached:
+        pool = await open_pool(attached.database_url, max_size=2)
         try:
             await apply_migrations(pool, room="audit", migrations=audit.MIGRATIONS)
             yield pool
@@ -141,6 +176,10 @@ async def _database(settings: Settings) -> AsyncIterator[Pool]:
 
 def _operator(settings: Settings, log: AuditLog) -> str:
     """The pseudonym of whoever runs the command, remembered so auditors can resolve it."""
+    import getpass
+
+    from mandate.audit import Pseudonymizer
+
     login = getpass.getuser()
     pseudonym = Pseudonymizer(settings.pseudonym_key.get_secret_value().encode())(CLI_ISSUER, login)
     log.remember_subject(pseudonym=pseudonym, issuer=CLI_ISSUER, subject=login)
@@ -148,35 +187,61 @@ def _operator(settings: Settings, log: AuditLog) -> str:
 
 
 async def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    from mandate.audit import CHECKPOINT_EVERY, load_public_key, open_tool_calls, verify_chains
+
     key = load_public_key(args.public_key.read_bytes()) if args.public_key else audit_signer(settings).public_key
     async with _database(settings) as pool:
         reports = await verify_chains(pool, keys=[key], tenant=args.tenant)
+        if args.tenant is not None and not reports:
+            raise CommandError(
+                f"unknown tenant {args.tenant!r}: it has no audit records (names are case-sensitive; "
+                "without --tenant every tenant is checked)."
+            )
         if not reports:
             print("No audit records.")
         for report in reports:
-            print(_describe(report))
+            print(_describe(report, every=CHECKPOINT_EVERY))
             stale = await open_tool_calls(pool, tenant=report.tenant, started_before=datetime.now(UTC) - OPEN_AFTER)
             for record in stale:
                 print(
-                    f"  open: {record.tool} call {record.tool_call_id} started {record.recorded_at:%Y-%m-%d %H:%M:%S}"
-                    f" (record {record.seq}, thread {record.thread_id}) never finished"
+                    f"  unfinished: {record.tool} call {record.tool_call_id} (thread {record.thread_id}, record "
+                    f"{record.seq}) started {record.recorded_at:%Y-%m-%d %H:%M:%S} and has no success or failure "
+                    "record: the process may have stopped mid-call; check the tool's side"
                 )
     return 0 if all(report.ok for report in reports) else 1
 
 
-def _describe(report: ChainReport) -> str:
+def _describe(report: ChainReport, *, every: int) -> str:
+    """One tenant's result in plain words (two lines when it is intact)."""
     if report.problem is not None:
         problem = report.problem
         where = f"record {problem.seq}" + (f" ({problem.record_id})" if problem.record_id else "")
         return f"{report.tenant}: BROKEN at {where}: {problem.message} [{problem.kind}]"
-    span = f"records {report.first_seq}..{report.last_seq}" if report.records else "no records"
-    return (
-        f"{report.tenant}: OK, {span}, {report.checkpoints} checkpoints checked, "
-        f"sealed through {report.sealed_through}, {report.unsealed} unsealed"
+    if not report.records:
+        return f"{report.tenant}: OK, no records."
+    purged = " (earlier ones were removed by a recorded purge)" if (report.first_seq or 1) > 1 else ""
+    head = (
+        f"{report.tenant}: OK, records {report.first_seq}..{report.last_seq} intact{purged}: each matches its "
+        "hash and links to the one before it."
     )
+    pending = f"a checkpoint is signed every {every} records; until then only the hash chain protects them"
+    checkpoints = f"{report.checkpoints} signed checkpoint{'' if report.checkpoints == 1 else 's'}"
+    if report.sealed_through == 0:
+        sealing = f"None sealed yet by a signed checkpoint ({pending})."
+    elif report.unsealed == 0:
+        sealing = f"All sealed: {checkpoints} verified, the last at record {report.sealed_through}."
+    else:
+        newer = "the newest record is" if report.unsealed == 1 else f"the {report.unsealed} newer records are"
+        sealing = (
+            f"Sealed through record {report.sealed_through} ({checkpoints} verified); {newer} not sealed yet "
+            f"({pending})."
+        )
+    return f"{head}\n  {sealing}"
 
 
 async def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from mandate.audit import export_records
+
     async with _database(settings) as pool:
         with _output(args.output) as out:
             count = 0
@@ -197,11 +262,12 @@ def _output(path: Path | None) -> Iterator[TextIO]:
 
 
 async def _purge(args: argparse.Namespace, settings: Settings) -> int:
+    from mandate.audit import AuditLog, purge_records
+
     days = settings.audit_retention_days
     retention = args.older_than if args.older_than is not None else timedelta(days=days) if days else None
     if retention is None:
-        print("mandate audit purge: give --older-than or set MANDATE_AUDIT_RETENTION_DAYS.", file=sys.stderr)
-        return 2
+        raise CommandError("give --older-than or set MANDATE_AUDIT_RETENTION_DAYS.")
     signer = audit_signer(settings)
     before = datetime.now(UTC) - retention
     async with _database(settings) as pool:
@@ -213,12 +279,16 @@ async def _purge(args: argparse.Namespace, settings: Settings) -> int:
     if not results:
         print(f"Nothing older than {before:%Y-%m-%d %H:%M:%S} UTC.")
     for result in results:
-        print(f"{result.tenant}: purged {result.deleted} records (through {result.through_seq}); "
-              f"recorded as {result.record_id}")
+        print(
+            f"{result.tenant}: purged {result.deleted} records (up to record {result.through_seq}); the purge is "
+            f"recorded as {result.record_id}, so the shortened chain still verifies."
+        )
     return 0
 
 
 async def _erase(args: argparse.Namespace, settings: Settings) -> int:
+    from mandate.audit import AuditLog, Pseudonymizer, erase_subject
+
     pseudonym = Pseudonymizer(settings.pseudonym_key.get_secret_value().encode())(args.issuer, args.subject)
     async with _database(settings) as pool:
         log = AuditLog(pool=pool, signer=audit_signer(settings))
@@ -227,18 +297,25 @@ async def _erase(args: argparse.Namespace, settings: Settings) -> int:
             pool, log=log, pseudonym=pseudonym, issuer=args.issuer, subject=args.subject, actor=actor
         )
     if not result.tenants:
-        print(f"Nothing held for {pseudonym}.")
+        print(f"Nothing held for {args.subject} at {args.issuer} (pseudonym {pseudonym}).")
         return 0
     print(
-        f"Erased {pseudonym}: {result.threads} threads, {result.checkpoint_rows} checkpoint rows, "
-        f"{result.vault_entries} vault entries; recorded in {', '.join(result.tenants)}."
+        f"Erased {args.subject} at {args.issuer} (pseudonym {pseudonym}): {result.threads} threads, "
+        f"{result.checkpoint_rows} checkpoint rows, {result.vault_entries} vault entries; the erasure is "
+        f"recorded in {', '.join(result.tenants)}."
     )
     return 0
 
 
 async def _public_key(args: argparse.Namespace, settings: Settings) -> int:
+    from mandate.audit import public_key_pem
+
     print(public_key_pem(audit_signer(settings).public_key), end="")
     return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
 
 
 def _duration(text: str) -> timedelta:

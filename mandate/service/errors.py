@@ -13,6 +13,20 @@
     ├── ThreadQuotaError         code=thread_quota_exceeded (429: the user keeps the most threads allowed)
     ├── ThreadNotIdleError       code=thread_not_idle      (409: paused or unfinished; state is not writable)
     ├── StateUpdateRefusedError  code=invalid_state_update (400: the thread never ran)
+    ├── StateForkRefusedError    code=state_fork_refused   (422: a state write names an older checkpoint)
+    ├── ControlFieldRefusedError code=control_field_refused (422: a client value names a control)
+    ├── UnsupportedOptionError   code=unsupported_option   (422: an API option Mandate does not offer)
+    ├── NotServedError           code=not_implemented      (501: a route of the LangGraph API not served yet)
+    ├── RunInProgressError       code=run_in_progress      (409: the run is still executing)
+    ├── RecursionLimitError      code=recursion_limit_reached (422: the run took more steps than allowed)
+    ├── AssistantError
+    │   ├── AssistantExistsError         code=assistant_exists          (409)
+    │   ├── AssistantAdminRequiredError  code=assistant_admin_required  (403: OpenFGA says no)
+    │   ├── AssistantReadOnlyError       code=assistant_readonly        (403: a built-in system assistant)
+    │   ├── AssistantQuotaError          code=assistant_quota_exceeded  (429)
+    │   ├── AssistantVersionNotFoundError code=assistant_version_not_found (404)
+    │   ├── GraphNotFoundError           code=graph_not_found           (404)
+    │   └── InvalidAssistantConfigError  code=invalid_assistant_config  (422: not in the graph's schema)
     ├── ApprovalError
     │   ├── ApprovalNotFoundError    code=approval_not_found   (404; also for other tenants)
     │   ├── ApprovalNotPendingError  code=approval_not_pending (409: decided, closed, or lost a race)
@@ -41,6 +55,20 @@ from mandate.errors import AppError
 
 __all__ = [
     "ApprovalError",
+    "AssistantAdminRequiredError",
+    "AssistantError",
+    "AssistantExistsError",
+    "AssistantQuotaError",
+    "AssistantReadOnlyError",
+    "AssistantVersionNotFoundError",
+    "ControlFieldRefusedError",
+    "GraphNotFoundError",
+    "InvalidAssistantConfigError",
+    "NotServedError",
+    "RecursionLimitError",
+    "RunInProgressError",
+    "StateForkRefusedError",
+    "UnsupportedOptionError",
     "ApprovalExpiredError",
     "ApprovalNotFoundError",
     "ApprovalNotPendingError",
@@ -147,6 +175,94 @@ class StateUpdateRefusedError(ServiceError):
     code = "invalid_state_update"
 
 
+class StateForkRefusedError(ServiceError):
+    """Raised when a state write names a checkpoint other than the thread's latest (a fork could skip a gate)."""
+
+    code = "state_fork_refused"
+
+
+class ControlFieldRefusedError(ServiceError):
+    """Raised when a client value names a control: the principal, grants, policies, tools, gates, the thread.
+
+    Run bodies (``config.configurable``, ``context``, ``checkpoint``) and assistant configurations
+    both answer with it; Mandate sets these itself, from verified identity and its own policy.
+    """
+
+    code = "control_field_refused"
+
+
+class UnsupportedOptionError(ServiceError):
+    """Raised when a request asks for an option of the LangGraph API that Mandate does not offer."""
+
+    code = "unsupported_option"
+
+
+class NotServedError(ServiceError):
+    """Raised by a route of the LangGraph server API that Mandate does not serve yet."""
+
+    code = "not_implemented"
+
+
+class RunInProgressError(ServiceError):
+    """Raised when deleting a run that is still executing."""
+
+    code = "run_in_progress"
+
+
+class RecursionLimitError(ServiceError):
+    """Raised when a run takes more steps than its assistant's ``recursion_limit`` allows."""
+
+    code = "recursion_limit_reached"
+
+
+class AssistantError(ServiceError):
+    """Raised when an assistant cannot be created, changed, found or used."""
+
+    code = "assistant_error"
+
+
+class AssistantExistsError(AssistantError):
+    """Raised when creating an assistant whose id is taken in the tenant (or is a system assistant's)."""
+
+    code = "assistant_exists"
+
+
+class AssistantAdminRequiredError(AssistantError):
+    """Raised when OpenFGA does not make the caller ``assistant_admin`` of their tenant."""
+
+    code = "assistant_admin_required"
+
+
+class AssistantReadOnlyError(AssistantError):
+    """Raised when changing or deleting a built-in system assistant (shared by every tenant)."""
+
+    code = "assistant_readonly"
+
+
+class AssistantQuotaError(AssistantError):
+    """Raised when a tenant keeps the most assistants, or an assistant the most versions, allowed."""
+
+    code = "assistant_quota_exceeded"
+
+
+class AssistantVersionNotFoundError(AssistantError):
+    """Raised when an assistant has no such version."""
+
+    code = "assistant_version_not_found"
+
+
+class GraphNotFoundError(AssistantError):
+    """Raised when an assistant names a graph this deployment does not serve."""
+
+    code = "graph_not_found"
+
+
+class InvalidAssistantConfigError(AssistantError):
+    """Raised when an assistant's ``config`` or ``context`` does not fit the graph's settable schema."""
+
+    code = "invalid_assistant_config"
+
+
 class ApprovalError(ServiceError):
     """Raised when an approval cannot be listed or decided."""
 
@@ -229,6 +345,19 @@ STATUS_BY_CODE: dict[str, int] = {
     "revocation_unavailable": 503,
     "sessions_unavailable": 503,
     "assistant_not_found": 404,
+    "assistant_exists": 409,
+    "assistant_admin_required": 403,
+    "assistant_readonly": 403,
+    "assistant_quota_exceeded": 429,
+    "assistant_version_not_found": 404,
+    "graph_not_found": 404,
+    "invalid_assistant_config": 422,
+    "control_field_refused": 422,
+    "state_fork_refused": 422,
+    "unsupported_option": 422,
+    "not_implemented": 501,
+    "run_in_progress": 409,
+    "recursion_limit_reached": 422,
     "run_not_found": 404,
     "invalid_run": 422,
     "invalid_request": 422,

@@ -1,78 +1,98 @@
-"""The ``mandate ingest`` command: text, Markdown and PDF files into a tenant, or documents out of it.
+"""The ``mandate ingest`` command: text, Markdown and PDF files into a tenant, or documents and folders out of it.
 
-    mandate ingest docs/ --tenant acme --folder acme-contracts --folder-viewer group:acme-legal
-    mandate ingest report.pdf --tenant acme --viewer user:bob --viewer group:acme-finance
-    mandate ingest --delete acme/report.pdf
+    mandate --dev ingest docs/ --tenant acme --folder acme-docs --folder-viewer group:acme-legal
+    mandate ingest report.pdf --tenant acme --viewer 'user:dev|bob' --viewer group:acme-finance
+    mandate ingest --delete acme/report.pdf --delete-folder acme-docs
 
-It talks to the Postgres and OpenFGA that ``MANDATE_DATABASE_URL`` and ``MANDATE_FGA_API_URL`` name
-(next to ``make dev``: the embedded Postgres socket under ``.data/pg`` and ``http://127.0.0.1:8080``).
-A file that cannot be read gets its own error line; the others go in.
+Settings follow the operator-command rule of :mod:`mandate.service.cli`: production needs
+``MANDATE_DATABASE_URL`` and ``MANDATE_FGA_API_URL``; with ``--dev`` or ``MANDATE_ENV=dev`` the
+embedded stack under ``MANDATE_DATA_DIR`` is used. A file's document id is ``<tenant>/<its path
+relative to --root>`` (default: the current directory), however the file is named on the command
+line. A file that fails gets its own error line with the cause, and leaves nothing behind; the
+others go in.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry import trace
-from tqdm import tqdm
+from mandate.service.cli import CommandError, dev_option, operator_settings, require_configuration
 
-from mandate import retrieval
-from mandate._db import apply_migrations, open_pool
-from mandate.auth import AuthorizationUnavailableError, OpenFgaAuthorizer, ensure_store_and_model, open_fga_client
-from mandate.retrieval import (
-    DocumentSpec,
-    FolderSpec,
-    IngestionError,
-    Ingestor,
-    OpenFgaDirectory,
-    build_embeddings,
-    discover_files,
-    document_id_for,
-    load_file,
-)
-from mandate.service.runtime import MODEL_PATH
-from mandate.service.settings import Settings
+if TYPE_CHECKING:
+    from mandate.retrieval import Ingestor
+    from mandate.service.settings import Settings
 
 __all__ = ["add_ingest_command"]
 
-_PRINCIPAL = re.compile(r"^(user:[^\s#:@]+|group:[^\s#:@]+(#member)?)$")
-NOT_CONFIGURED = (
-    "mandate ingest: set MANDATE_DATABASE_URL and MANDATE_FGA_API_URL to a running stack; next to `make dev`:\n"
-    "  export MANDATE_DATABASE_URL=\"postgresql://postgres:@/mandate?host=$PWD/.data/pg\" "
-    "MANDATE_FGA_API_URL=http://127.0.0.1:8080"
-)
+_USER = r"user:[^\s#:@|]+\|[^\s#:@]+"
+"""An issuer-qualified user, ``user:<issuer id>|<subject>`` (``user:dev|bob``)."""
+_GROUP = r"group:[^\s#:@]+(#member)?"
+_VIEWER = re.compile(rf"^({_USER}|{_GROUP})$")
+_OWNER = re.compile(rf"^{_USER}$")
+
+DESCRIPTION = """\
+Ingest text, Markdown and PDF files (or every such file under a directory) into a tenant, with
+who may read them; or delete documents and folders.
+
+Document ids: a file's id is <tenant>/<its path relative to --root> (default --root: the current
+directory), so a file has one id however it is named (through its directory or alone). Spaces,
+#, :, @ and % in the path are percent-encoded (a b.md → a%20b.md). Run from the same directory
+(or pass the same --root) to update documents instead of adding new ones.
+
+Each file goes in whole or not at all: its chunks (pgvector) and its tuples (OpenFGA) are kept
+together, and a file that fails prints the cause and leaves nothing behind.
+
+Users are issuer-qualified, as in OpenFGA: user:<issuer id>|<subject>, for example user:dev|bob
+for bob at the dev issuer. Groups: group:ID (its members)."""
 
 
 def add_ingest_command(subparsers: Any) -> None:
     """Register ``mandate ingest`` on the ``mandate`` command's subparsers."""
     parser = subparsers.add_parser(
         "ingest",
-        help="ingest text, Markdown and PDF files into a tenant, or delete documents",
-        description="Ingest files or directories (text, Markdown, PDF) with their sharing, or delete documents.",
+        parents=[dev_option()],
+        help="ingest text, Markdown and PDF files into a tenant, or delete documents and folders",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="*", type=Path, help="files or directories to ingest")
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or directories to ingest")
     parser.add_argument("--tenant", help="tenant the documents belong to (required to ingest)")
-    parser.add_argument("--folder", help="folder for the documents; they inherit its viewers")
-    parser.add_argument("--parent-folder", help="nest --folder under this folder (it inherits its viewers)")
     parser.add_argument(
-        "--folder-viewer", action="append", default=[], metavar="PRINCIPAL", help="grant --folder to user:ID or group:ID"
+        "--root", type=Path, metavar="DIR",
+        help="directory document ids are relative to (default: the current directory)",
+    )
+    parser.add_argument("--folder", metavar="NAME", help="put the documents in this folder; they inherit its viewers")
+    parser.add_argument(
+        "--parent-folder", metavar="NAME", help="nest --folder under this folder (it inherits its viewers)"
     )
     parser.add_argument(
-        "--viewer", action="append", default=[], metavar="PRINCIPAL", help="share each document with user:ID or group:ID"
+        "--folder-viewer", action="append", default=[], metavar="PRINCIPAL",
+        help="share --folder with user:ISSUER|SUBJECT or group:ID (repeatable)",
     )
-    parser.add_argument("--owner", action="append", default=[], metavar="USER", help="owner of each document (user:ID)")
-    parser.add_argument("--doc-id", help="document id (a single file only); default <tenant>/<relative path>")
-    parser.add_argument("--title", help="document title (a single file only); default its heading or file name")
     parser.add_argument(
-        "--delete", action="append", default=[], metavar="DOC_ID", help="delete a document: chunks and tuples"
+        "--viewer", action="append", default=[], metavar="PRINCIPAL",
+        help="share each document with user:ISSUER|SUBJECT or group:ID (repeatable)",
+    )
+    parser.add_argument(
+        "--owner", action="append", default=[], metavar="USER",
+        help="owner of each document, user:ISSUER|SUBJECT (an owner may read it; repeatable)",
+    )
+    parser.add_argument("--doc-id", help="document id (one file only); default <tenant>/<path relative to --root>")
+    parser.add_argument("--title", help="document title (one file only); default its first heading, PDF title or name")
+    parser.add_argument(
+        "--delete", action="append", default=[], metavar="DOC_ID",
+        help="delete a document: its chunks and every tuple of it (repeatable)",
+    )
+    parser.add_argument(
+        "--delete-folder", action="append", default=[], metavar="NAME",
+        help="delete an empty folder and its sharing; refused while it holds documents or folders (repeatable; "
+        "runs after --delete)",
     )
     parser.set_defaults(run=_cmd_ingest)
 
@@ -80,36 +100,55 @@ def add_ingest_command(subparsers: Any) -> None:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     problem = _usage_problem(args)
     if problem:
-        print(f"mandate ingest: {problem}", file=sys.stderr)
-        return 2
-    settings = Settings()
-    if not settings.database_url or not settings.fga_api_url:
-        print(NOT_CONFIGURED, file=sys.stderr)
-        return 2
+        raise CommandError(problem)
+    settings = operator_settings(args)
+    require_configuration(settings, "MANDATE_DATABASE_URL", "MANDATE_FGA_API_URL")
+
+    import asyncio
+    import logging
+
+    from psycopg import Error as PsycopgError
+
+    from mandate.auth import AuthorizationUnavailableError
+    from mandate.service.devstack import attach_embedded
+
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # broken PDFs get our one-line error instead
     try:
-        return asyncio.run(_run(settings, args))
-    except AuthorizationUnavailableError:
-        print(f"mandate ingest: OpenFGA at {settings.fga_api_url} is unavailable; stopped.", file=sys.stderr)
+        with attach_embedded(settings, openfga=True) as attached:
+            try:
+                return asyncio.run(_run(attached, args))
+            except AuthorizationUnavailableError as exc:
+                print(f"mandate ingest: OpenFGA at {attached.fga_api_url} failed ({_cause(exc)}); stopped.",
+                      file=sys.stderr)
+                return 1
+    except (PsycopgError, OSError) as exc:
+        print(f"mandate ingest: cannot reach the database or OpenFGA ({type(exc).__name__}: {_first_line(exc)}).",
+              file=sys.stderr)
         return 1
-    except OSError as exc:
-        print(f"mandate ingest: cannot reach the database or OpenFGA ({exc.__class__.__name__}).", file=sys.stderr)
+    except RuntimeError as exc:  # the embedded OpenFGA could not be built or started
+        print(f"mandate ingest: the embedded OpenFGA did not start: {_first_line(exc)}", file=sys.stderr)
         return 1
 
 
 def _usage_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with the arguments, if anything."""
-    if not args.paths and not args.delete:
-        return "give files or directories to ingest, or --delete DOC_ID."
+    if not args.paths and not args.delete and not args.delete_folder:
+        return "give files or directories to ingest, or --delete DOC_ID, or --delete-folder NAME."
     if args.paths and not args.tenant:
         return "--tenant is required to ingest."
     if (args.doc_id or args.title) and (len(args.paths) != 1 or Path(args.paths[0]).is_dir()):
         return "--doc-id and --title need exactly one file."
     if (args.parent_folder or args.folder_viewer) and not args.folder:
         return "--parent-folder and --folder-viewer need --folder."
-    for principal in [*args.viewer, *args.folder_viewer, *args.owner]:
-        if not _PRINCIPAL.match(principal) or (principal in args.owner and not principal.startswith("user:")):
-            return f"{principal!r} is not a principal; use user:ID or group:ID (owners: user:ID)."
+    if args.root is not None and not args.root.is_dir():
+        return f"--root {args.root} is not a directory."
+    for principal in [*args.viewer, *args.folder_viewer]:
+        if not _VIEWER.match(principal):
+            return (f"{principal!r} is not a principal; use user:ISSUER|SUBJECT (users are issuer-qualified, "
+                    "for example user:dev|bob) or group:ID.")
+    for owner in args.owner:
+        if not _OWNER.match(owner):
+            return f"{owner!r} is not a user; owners are user:ISSUER|SUBJECT (for example user:dev|bob)."
     return None
 
 
@@ -119,8 +158,16 @@ def _principal(value: str) -> str:
 
 
 @asynccontextmanager
-async def _open_ingestor(settings: Settings, args: argparse.Namespace) -> AsyncIterator[Ingestor]:
+async def _open_ingestor(settings: Settings) -> AsyncIterator[Ingestor]:
     """The ingestor on the configured Postgres and OpenFGA (migrations applied, model synced)."""
+    from opentelemetry import trace
+
+    from mandate import retrieval
+    from mandate._db import apply_migrations, open_pool
+    from mandate.auth import OpenFgaAuthorizer, ensure_store_and_model, open_fga_client
+    from mandate.retrieval import Ingestor, OpenFgaDirectory, build_embeddings
+    from mandate.service.runtime import MODEL_PATH
+
     api_token = settings.fga_api_token.get_secret_value() if settings.fga_api_token else None
     store_id, model_id = await ensure_store_and_model(
         api_url=settings.fga_api_url, store_name=settings.fga_store_name, model_path=MODEL_PATH,
@@ -143,18 +190,32 @@ async def _open_ingestor(settings: Settings, args: argparse.Namespace) -> AsyncI
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
-    async with _open_ingestor(settings, args) as ingestor:
-        failed = 0
+    from mandate.retrieval import IngestionError
+
+    failed = 0
+    async with _open_ingestor(settings) as ingestor:
         for doc_id in args.delete:
             found = await ingestor.delete(doc_id)
             print(f"{doc_id}: {'deleted' if found else 'not found'}")
+        for folder in args.delete_folder:
+            try:
+                found = await ingestor.delete_folder(folder)
+            except IngestionError as exc:
+                print(f"error: {exc.message}", file=sys.stderr)
+                failed += 1
+                continue
+            print(f"folder {folder}: {'deleted' if found else 'not found'}")
         if args.paths:
-            failed = await _ingest_files(ingestor, args)
-        return 1 if failed else 0
+            failed += await _ingest_files(ingestor, args)
+    return 1 if failed else 0
 
 
 async def _ingest_files(ingestor: Ingestor, args: argparse.Namespace) -> int:
     """Ingest every file with a progress bar; returns how many failed."""
+    from tqdm import tqdm
+
+    from mandate.retrieval import DocumentSpec, FolderSpec, IngestionError, discover_files, document_id_for, load_file
+
     if args.folder:
         await ingestor.ensure_folder(
             FolderSpec(
@@ -162,13 +223,15 @@ async def _ingest_files(ingestor: Ingestor, args: argparse.Namespace) -> int:
                 viewers=tuple(_principal(p) for p in args.folder_viewer),
             )
         )
+    root = (args.root or Path.cwd()).resolve()
     files = discover_files(args.paths)
     written = unchanged = failed = 0
-    with tqdm(files, desc="ingest", unit="file", file=sys.stderr) as bar:
+    example = None
+    # disable=None: a bar on a terminal, none in logs and pipes (the error lines and the summary stay).
+    with tqdm(files, desc="ingest", unit="file", file=sys.stderr, disable=None) as bar:
         for path in bar:
             try:
                 loaded = load_file(path)
-                root = next((Path(p) for p in args.paths if Path(p).is_dir() and path.is_relative_to(p)), path.parent)
                 spec = DocumentSpec(
                     doc_id=args.doc_id or document_id_for(path, root=root, tenant=args.tenant),
                     tenant=args.tenant,
@@ -182,9 +245,32 @@ async def _ingest_files(ingestor: Ingestor, args: argparse.Namespace) -> int:
                 chunks = await ingestor.ingest(spec)
             except IngestionError as exc:
                 failed += 1
-                bar.write(f"error: {exc.message}", file=sys.stderr)
+                message = _with_path(exc.message, path)
+                if exc.__cause__ is not None:
+                    message = f"{message.rstrip('.')} ({_cause(exc)})"
+                bar.write(f"error: {message}", file=sys.stderr)
                 continue
+            example = example or spec.doc_id
             written += chunks > 0
             unchanged += chunks == 0
     print(f"{written} ingested, {unchanged} unchanged, {failed} failed (of {len(files)} files).")
+    if example is not None and not args.doc_id:
+        print(f"Document ids are {args.tenant}/<path relative to {root}>, for example {example}.")
     return failed
+
+
+def _with_path(message: str, path: Path) -> str:
+    """The message, prefixed with the file unless it names it already."""
+    return message if message.startswith(str(path)) else f"{path}: {message}"
+
+
+def _cause(exc: BaseException) -> str:
+    """The first line of what caused ``exc`` (the root of its ``raise … from`` chain), with its type."""
+    cause = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    return f"{type(cause).__name__}: {_first_line(cause)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]

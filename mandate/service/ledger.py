@@ -217,6 +217,15 @@ class CallLedgerStore:
         if record.status != "pending" or await self._one(queries.CLAIM_REVIEW, {"id": uuid.UUID(record.id)}) is None:
             raise ApprovalNotPendingError("This approval was already decided.")
 
+    async def set_reason(self, record: CallRecord, reason: str) -> None:
+        """Attach the requester's reason to a pending row.
+
+        Raises:
+            ApprovalNotPendingError: It was decided or closed already.
+        """
+        if await self._one(queries.SET_CALL_REASON, {"id": uuid.UUID(record.id), "reason": reason}) is None:
+            raise ApprovalNotPendingError("This approval was already decided.")
+
     async def release(self, record: CallRecord) -> None:
         """Give a claimed row back to the queue (the run refused the decision or failed)."""
         async with self._pool.connection() as conn:

@@ -45,8 +45,25 @@ def _json_size(value: Any, limit: int, what: str) -> Any:
     return value
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _storable(value: Any, limit: int, what: str) -> Any:
+    """Bounded, and free of NUL characters, which Postgres cannot keep in JSON."""
+    if _has_nul(value):
+        raise ValueError(f"{what} may not contain NUL characters")
+    return _json_size(value, limit, what)
+
+
 Metadata = Annotated[
-    dict[str, Any], AfterValidator(lambda v: _json_size(v, MAX_METADATA_BYTES, "metadata")), Field(default_factory=dict)
+    dict[str, Any], AfterValidator(lambda v: _storable(v, MAX_METADATA_BYTES, "metadata")), Field(default_factory=dict)
 ]
 ResumeValue = Annotated[Any, AfterValidator(lambda v: _json_size(v, MAX_RESUME_BYTES, "resume"))]
 PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE)]

@@ -116,6 +116,43 @@ MIGRATIONS = [
     CREATE INDEX tool_calls_pending ON mandate.tool_calls (tenant, status, expires_at);
     DROP TABLE mandate.approvals;
     """,
+    # 10: assistants: a graph plus a vetted configuration, owned by one tenant, versioned. The key is
+    # (tenant, id) so that an id taken in one tenant reveals nothing to another. Threads and runs
+    # remember the assistant they ran with (their `assistant_id` column has always held the graph id).
+    """
+    CREATE TABLE mandate.assistants (
+        tenant text NOT NULL,
+        assistant_id uuid NOT NULL,
+        graph_id text NOT NULL,
+        name text NOT NULL,
+        description text,
+        config jsonb NOT NULL DEFAULT '{}'::jsonb,
+        context jsonb NOT NULL DEFAULT '{}'::jsonb,
+        metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+        version int NOT NULL DEFAULT 1,
+        created_by text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (tenant, assistant_id)
+    );
+    CREATE TABLE mandate.assistant_versions (
+        tenant text NOT NULL,
+        assistant_id uuid NOT NULL,
+        version int NOT NULL,
+        graph_id text NOT NULL,
+        name text NOT NULL,
+        description text,
+        config jsonb NOT NULL,
+        context jsonb NOT NULL,
+        metadata jsonb NOT NULL,
+        created_by text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (tenant, assistant_id, version),
+        FOREIGN KEY (tenant, assistant_id) REFERENCES mandate.assistants (tenant, assistant_id) ON DELETE CASCADE
+    );
+    ALTER TABLE mandate.threads ADD COLUMN assistant_uuid uuid;
+    ALTER TABLE mandate.runs ADD COLUMN assistant_uuid uuid;
+    """,
 ]
 
 _THREAD_COLUMNS = "thread_id, tenant, status, metadata, created_at, updated_at, assistant_id"
@@ -300,4 +337,153 @@ BIND_THREAD_ASSISTANT = """
 UPDATE mandate.threads SET assistant_id = coalesce(assistant_id, %(assistant_id)s)
 WHERE thread_id = %(thread_id)s
 RETURNING assistant_id
+"""
+
+
+# Assistants (migration 10). The built-in graphs are system assistants: no rows, visible to every
+# tenant; the listing queries add them from parameters so that filters, order and paging are SQL's.
+
+_ASSISTANT_COLUMNS = "assistant_id, graph_id, name, description, config, context, metadata, version, created_at, updated_at"
+
+_ALL_ASSISTANTS = f"""
+WITH listed AS (
+    SELECT {_ASSISTANT_COLUMNS}, false AS system FROM mandate.assistants
+    WHERE tenant = %(tenant)s AND graph_id = ANY(%(graphs)s)
+    UNION ALL
+    SELECT s.assistant_id, s.graph_id, s.graph_id, s.description, jsonb_build_object(), jsonb_build_object(),
+        jsonb_build_object('created_by', 'system'), 1, %(system_created_at)s, %(system_created_at)s, true
+    FROM unnest(%(system_ids)s::uuid[], %(system_graphs)s::text[], %(system_descriptions)s::text[])
+        AS s(assistant_id, graph_id, description)
+)
+SELECT * FROM listed
+WHERE (%(graph_id)s::text IS NULL OR graph_id = %(graph_id)s)
+  AND (%(name)s::text IS NULL OR strpos(lower(name), lower(%(name)s)) > 0)
+  AND metadata @> %(metadata)s
+"""
+
+SEARCH_ASSISTANTS = _ALL_ASSISTANTS + """
+ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s
+"""
+"""``{order}`` is composed with ``psycopg.sql`` from an allow-list of columns, never from client text."""
+
+COUNT_ASSISTANTS = f"SELECT count(*) AS n FROM ({_ALL_ASSISTANTS}) AS matching"
+
+COUNT_TENANT_ASSISTANTS = "SELECT count(*) AS n FROM mandate.assistants WHERE tenant = %(tenant)s"
+
+SELECT_ASSISTANT = f"""
+SELECT {_ASSISTANT_COLUMNS}, false AS system FROM mandate.assistants
+WHERE tenant = %(tenant)s AND assistant_id = %(assistant_id)s
+"""
+
+INSERT_ASSISTANT = f"""
+WITH created AS (
+    INSERT INTO mandate.assistants (tenant, assistant_id, graph_id, name, description, config, context, metadata, created_by)
+    VALUES (%(tenant)s, %(assistant_id)s, %(graph_id)s, %(name)s, %(description)s, %(config)s, %(context)s,
+        %(metadata)s, %(created_by)s)
+    ON CONFLICT (tenant, assistant_id) DO NOTHING
+    RETURNING {_ASSISTANT_COLUMNS}, false AS system
+), first_version AS (
+    INSERT INTO mandate.assistant_versions (tenant, assistant_id, version, graph_id, name, description, config,
+        context, metadata, created_by, created_at)
+    SELECT %(tenant)s, assistant_id, 1, graph_id, name, description, config, context, metadata, %(created_by)s, created_at
+    FROM created
+)
+SELECT * FROM created
+"""
+
+LOCK_ASSISTANT = f"""
+SELECT {_ASSISTANT_COLUMNS}, false AS system,
+    (SELECT coalesce(max(version), 0) FROM mandate.assistant_versions v
+     WHERE v.tenant = a.tenant AND v.assistant_id = a.assistant_id) AS latest_version,
+    (SELECT count(*) FROM mandate.assistant_versions v
+     WHERE v.tenant = a.tenant AND v.assistant_id = a.assistant_id) AS versions
+FROM mandate.assistants a
+WHERE tenant = %(tenant)s AND assistant_id = %(assistant_id)s
+FOR UPDATE
+"""
+
+INSERT_ASSISTANT_VERSION = """
+INSERT INTO mandate.assistant_versions (tenant, assistant_id, version, graph_id, name, description, config, context,
+    metadata, created_by)
+VALUES (%(tenant)s, %(assistant_id)s, %(version)s, %(graph_id)s, %(name)s, %(description)s, %(config)s, %(context)s,
+    %(metadata)s, %(created_by)s)
+"""
+
+SET_ASSISTANT_VERSION = f"""
+UPDATE mandate.assistants a
+SET graph_id = v.graph_id, name = v.name, description = v.description, config = v.config, context = v.context,
+    metadata = v.metadata, version = v.version, updated_at = now()
+FROM mandate.assistant_versions v
+WHERE a.tenant = %(tenant)s AND a.assistant_id = %(assistant_id)s
+  AND v.tenant = a.tenant AND v.assistant_id = a.assistant_id AND v.version = %(version)s
+RETURNING a.assistant_id, a.graph_id, a.name, a.description, a.config, a.context, a.metadata, a.version,
+    a.created_at, a.updated_at, false AS system
+"""
+
+LIST_ASSISTANT_VERSIONS = """
+SELECT assistant_id, version, graph_id, name, description, config, context, metadata, created_at, created_at AS updated_at,
+    false AS system
+FROM mandate.assistant_versions
+WHERE tenant = %(tenant)s AND assistant_id = %(assistant_id)s AND metadata @> %(metadata)s
+ORDER BY version DESC LIMIT %(limit)s OFFSET %(offset)s
+"""
+
+DELETE_ASSISTANT = """
+DELETE FROM mandate.assistants WHERE tenant = %(tenant)s AND assistant_id = %(assistant_id)s RETURNING assistant_id
+"""
+
+# Threads and runs remember their assistant; the thread search grows filters and an order.
+
+SET_THREAD_ASSISTANT = """
+UPDATE mandate.threads SET assistant_uuid = %(assistant_uuid)s WHERE thread_id = %(thread_id)s
+RETURNING assistant_id, assistant_uuid
+"""
+
+SELECT_THREAD_ASSISTANT = "SELECT tenant, assistant_id, assistant_uuid FROM mandate.threads WHERE thread_id = %(thread_id)s"
+
+INSERT_RUN_WITH_ASSISTANT = f"""
+INSERT INTO mandate.runs (run_id, thread_id, assistant_id, assistant_uuid, metadata)
+VALUES (%(run_id)s, %(thread_id)s, %(assistant_id)s, %(assistant_uuid)s, %(metadata)s)
+RETURNING {_RUN_COLUMNS}, assistant_uuid
+"""
+
+SELECT_RUN_WITH_ASSISTANT = f"""
+SELECT {_RUN_COLUMNS}, assistant_uuid FROM mandate.runs WHERE run_id = %(run_id)s AND thread_id = %(thread_id)s
+"""
+
+LIST_RUNS_WITH_ASSISTANT = f"""
+SELECT {_RUN_COLUMNS}, assistant_uuid FROM mandate.runs
+WHERE thread_id = %(thread_id)s AND (%(status)s::text IS NULL OR status = %(status)s)
+ORDER BY created_at DESC LIMIT %(limit)s OFFSET %(offset)s
+"""
+
+DELETE_RUN = "DELETE FROM mandate.runs WHERE run_id = %(run_id)s AND thread_id = %(thread_id)s"
+
+LIST_OWNED_ACTIVE_RUNS = """
+SELECT r.run_id, r.thread_id FROM mandate.runs r JOIN mandate.threads t ON t.thread_id = r.thread_id
+WHERE t.tenant = %(tenant)s AND t.owner_issuer = %(issuer)s AND t.owner_subject = %(subject)s
+  AND r.status = ANY(%(statuses)s)
+  AND (%(thread_id)s::uuid IS NULL OR r.thread_id = %(thread_id)s)
+  AND (%(run_ids)s::uuid[] IS NULL OR r.run_id = ANY(%(run_ids)s))
+"""
+
+_OWNED_THREADS_MATCHING = f"""
+SELECT {_THREAD_COLUMNS} FROM mandate.threads
+WHERE tenant = %(tenant)s AND owner_issuer = %(issuer)s AND owner_subject = %(subject)s
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(ids)s::uuid[] IS NULL OR thread_id = ANY(%(ids)s))
+  AND metadata @> %(metadata)s
+"""
+
+SEARCH_OWNED_THREADS_SORTED = _OWNED_THREADS_MATCHING + """
+ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s
+"""
+"""``{order}`` is composed with ``psycopg.sql`` from an allow-list of columns, never from client text."""
+
+COUNT_OWNED_THREADS_MATCHING = f"SELECT count(*) AS n FROM ({_OWNED_THREADS_MATCHING}) AS matching"
+
+SET_CALL_REASON = """
+UPDATE mandate.tool_calls SET reason = %(reason)s
+WHERE id = %(id)s AND status = 'pending'
+RETURNING id
 """

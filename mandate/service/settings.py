@@ -6,11 +6,13 @@ arguments and never read the environment themselves.
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mandate.errors import AppError
 
@@ -22,6 +24,11 @@ DEV_ISSUER_KEY = "dev"
 """The dev issuer's key in OpenFGA user ids (``user:dev|alice``)."""
 DEV_ISSUER_TENANTS = ("acme", "globex")
 """The tenants the dev issuer may assert: those of the demo world."""
+STUDIO_ORIGIN = "https://smith.langchain.com"
+"""LangGraph Studio's web origin (EU region: ``https://eu.smith.langchain.com``), allowed by ``mandate dev``."""
+CORS_ANY_ORIGIN = "*"
+"""In ``cors_origins``: any web page may call the API, without credentials (dev/test only)."""
+_ORIGIN = re.compile(r"^https?://[a-z0-9.\-]+(:[0-9]{1,5})?$|^https?://\[[0-9a-f:.]+\](:[0-9]{1,5})?$")
 
 
 class ConfigurationError(AppError):
@@ -128,6 +135,7 @@ class Settings(BaseSettings):
     payments_api_url: str = ""
     """Payments API base URL (also its token audience); defaults to the demo API in this process."""
 
+
     embeddings_provider: Literal["lexical", "openai", "sentence-transformers"] = "lexical"
     """``lexical`` (offline feature hashing), ``openai`` (any OpenAI-compatible endpoint, 384-d) or a local model."""
     embeddings_model: str = ""
@@ -153,6 +161,38 @@ class Settings(BaseSettings):
     """Most threads one user may keep at once; creating another answers 429 ``thread_quota_exceeded``."""
     seed_demo: bool = False
     """Seed the demo world (users' grants, documents) at startup; dev/test with the dev issuer only."""
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Web origins (``scheme://host[:port]``) whose pages may call the API from a browser (CORS), such as
+    LangGraph Studio's; a comma-separated list or a JSON list. Empty: no CORS. ``*`` (dev/test only) lets any
+    page call without credentials. The approver page (``/ui``) and the dev issuer never answer CORS."""
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [o for o in (p.strip() for p in text.split(",")) if o]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, origins: list[str]) -> list[str]:
+        normalised = []
+        for origin in origins:
+            lowered = origin.strip().rstrip("/").lower()
+            for scheme, port in (("https://", ":443"), ("http://", ":80")):
+                if lowered.startswith(scheme) and lowered.endswith(port):
+                    lowered = lowered.removesuffix(port)  # browsers send an origin without its default port
+            if lowered == CORS_ANY_ORIGIN:
+                if len(origins) > 1:
+                    raise ValueError("cors_origins: '*' stands alone (it already allows every origin)")
+            elif not _ORIGIN.match(lowered):
+                raise ValueError(
+                    f"cors_origins: {origin!r} is not a web origin; write scheme://host[:port], "
+                    "without path, query or wildcard (for example https://smith.langchain.com)"
+                )
+            normalised.append(lowered)
+        return list(dict.fromkeys(normalised))
 
     @model_validator(mode="after")
     def _derive_and_check(self) -> Settings:
@@ -214,6 +254,8 @@ class Settings(BaseSettings):
                 missing.append(f"MANDATE_AGENTS: the client secret of agent {agent!r}")
         if self.audit_signing_key is None:
             missing.append("MANDATE_AUDIT_SIGNING_KEY (Ed25519 private key, PEM)")
+        if CORS_ANY_ORIGIN in self.cors_origins:
+            missing.append("MANDATE_CORS_ORIGINS without '*' (list the web origins allowed to call the API)")
         return missing
 
     @property
@@ -231,3 +273,5 @@ class DevSettings(Settings):
     env: Literal["dev", "test", "prod"] = "dev"
     dev_issuer: bool = True
     seed_demo: bool = True
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [STUDIO_ORIGIN])
+    """LangGraph Studio's origin, so Studio in the browser can use ``mandate dev``'s server."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from mandate._db import Pool
@@ -69,20 +70,50 @@ class ThreadStore:
         return row
 
     async def search(
-        self, principal: Principal, *, status: str | None, metadata: dict[str, Any], limit: int, offset: int
+        self,
+        principal: Principal,
+        *,
+        status: str | None,
+        metadata: dict[str, Any],
+        limit: int,
+        offset: int,
+        ids: list[uuid.UUID] | None = None,
+        sort_by: str | None = None,
+        sort_order: str | None = None,
     ) -> list[dict[str, Any]]:
-        """The caller's threads, newest first."""
-        params = {
-            "tenant": principal.tenant,
-            "issuer": principal.issuer,
-            "subject": principal.subject,
-            "status": status,
-            "metadata": Jsonb(metadata),
-            "limit": limit,
-            "offset": offset,
-        }
+        """The caller's threads matching the filters; newest activity first unless told otherwise."""
+        column = _ORDER_COLUMNS[sort_by or "updated_at"]
+        direction = sql.SQL("ASC" if sort_order == "asc" else "DESC")
+        order = sql.SQL("{column} {direction}, thread_id {direction}").format(column=column, direction=direction)
+        query = sql.SQL(queries.SEARCH_OWNED_THREADS_SORTED).format(order=order)  # type: ignore[arg-type]
+        params = {**_filters(principal, status, metadata, ids), "limit": limit, "offset": offset}
         async with self._pool.connection() as conn:
-            return list(await (await conn.execute(queries.SEARCH_OWNED_THREADS, params)).fetchall())
+            return list(await (await conn.execute(query, params)).fetchall())
+
+    async def count(self, principal: Principal, *, status: str | None, metadata: dict[str, Any]) -> int:
+        """How many of the caller's threads match the filters."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(queries.COUNT_OWNED_THREADS_MATCHING, _filters(principal, status, metadata, None))
+            row = await cur.fetchone()
+        return int(row["n"]) if row else 0
+
+    async def remember_assistant(self, thread_id: str, assistant_uuid: str) -> None:
+        """Record the assistant the thread's latest run named (a run that names none uses it again)."""
+        params = {"thread_id": _uuid(thread_id), "assistant_uuid": uuid.UUID(assistant_uuid)}
+        async with self._pool.connection() as conn:
+            await conn.execute(queries.SET_THREAD_ASSISTANT, params)
+
+    async def assistant_of(self, thread_id: str) -> tuple[str, str | None]:
+        """The thread's tenant and the assistant its latest run named (``None`` before any).
+
+        Raises:
+            ThreadNotFoundError: No such thread.
+        """
+        async with self._pool.connection() as conn:
+            row = await (await conn.execute(queries.SELECT_THREAD_ASSISTANT, {"thread_id": _uuid(thread_id)})).fetchone()
+        if row is None:
+            raise ThreadNotFoundError("Thread not found.")
+        return str(row["tenant"]), str(row["assistant_uuid"]) if row["assistant_uuid"] else None
 
     async def bind(self, thread_id: str, graph_id: str | None, *, default: str) -> str:
         """Bind the thread to the graph of its first run and return the thread's graph.
@@ -127,6 +158,26 @@ class ThreadStore:
         await self.get(principal, thread_id)
         async with self._pool.connection() as conn:
             await conn.execute(queries.DELETE_THREAD, {"thread_id": _uuid(thread_id)})
+
+
+_ORDER_COLUMNS = {
+    "thread_id": sql.SQL("thread_id"),
+    "status": sql.SQL("status"),
+    "created_at": sql.SQL("created_at"),
+    "updated_at": sql.SQL("updated_at"),
+    "state_updated_at": sql.SQL("updated_at"),  # a thread's row changes with every run that writes its state
+}
+
+
+def _filters(principal: Principal, status: str | None, metadata: dict[str, Any], ids: list[uuid.UUID] | None) -> dict[str, Any]:
+    return {
+        "tenant": principal.tenant,
+        "issuer": principal.issuer,
+        "subject": principal.subject,
+        "status": status,
+        "metadata": Jsonb(metadata),
+        "ids": ids,
+    }
 
 
 def _uuid(value: str) -> uuid.UUID:

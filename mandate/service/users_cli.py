@@ -1,57 +1,70 @@
 """``mandate users …``: cut a user off before their tokens expire, list the cut-offs, lift one.
 
-Works against ``MANDATE_DATABASE_URL``, or the embedded dev database under ``MANDATE_DATA_DIR``
-(attached if ``mandate dev`` runs, started and stopped again otherwise). Takes effect on the next
-request of every replica: the revocation list is read where each request's principal is built.
+Settings follow the operator-command rule of :mod:`mandate.service.cli`: production needs
+``MANDATE_DATABASE_URL``; with ``--dev`` or ``MANDATE_ENV=dev`` the embedded dev database under
+``MANDATE_DATA_DIR`` is used. Takes effect on the next request of every replica: the revocation
+list is read where each request's principal is built.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from psycopg import Error as PsycopgError
+from mandate.service.cli import dev_option, operator_settings, require_configuration
 
-from mandate import auth
-from mandate._db import Pool, apply_migrations, open_pool
-from mandate.errors import AppError
-from mandate.service import sessions
-from mandate.service.audit_cli import _database_url
-from mandate.service.sessions import Revocation, restore_user, revoke_user, revoked_users
-from mandate.service.settings import Settings
+if TYPE_CHECKING:
+    from mandate._db import Pool
+    from mandate.service.sessions import Revocation
+    from mandate.service.settings import Settings
 
 __all__ = ["add_users_commands"]
 
 
 def add_users_commands(subparsers: Any) -> None:
     """Register ``mandate users revoke|list-revoked|restore`` on ``subparsers``."""
-    parser = subparsers.add_parser("users", help="cut a user off before their tokens expire, or restore them")
+    parser = subparsers.add_parser(
+        "users", help="cut a user off before their tokens expire, or restore them",
+        description="Cut a user off before their tokens expire (every replica refuses them from the next "
+        "request on), list the cut-offs, or lift one.",
+    )
     actions = parser.add_subparsers(dest="users_action", required=True, metavar="ACTION")
+    dev = [dev_option()]
 
     revoke = actions.add_parser(
-        "revoke", help="refuse every token of a user now, end their page sessions, discard their vaulted tokens"
+        "revoke", parents=dev,
+        help="refuse every token of a user now, end their page sessions, discard their vaulted tokens",
+        description="Refuse every token of a user from now on, end their approver-page sessions and "
+        "discard the tokens of theirs the token vault holds.",
     )
     _user_arguments(revoke)
     revoke.set_defaults(run=_sync(_revoke))
 
-    listing = actions.add_parser("list-revoked", help="show the revocation list (restored entries too)")
+    listing = actions.add_parser(
+        "list-revoked", parents=dev, help="show the revocation list (restored entries too)",
+        description="Show every revocation, in force or restored, with who did it and when.",
+    )
     listing.set_defaults(run=_sync(_list))
 
     restore = actions.add_parser(
-        "restore", help="accept the user's tokens issued after the cut-off again (older ones stay refused)"
+        "restore", parents=dev,
+        help="accept the user's tokens issued after the cut-off again (older ones stay refused)",
+        description="Lift a revocation: tokens issued after the cut-off are accepted again; tokens issued "
+        "before it stay refused for good.",
     )
     _user_arguments(restore)
     restore.set_defaults(run=_sync(_restore))
 
 
 def _user_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--issuer", required=True, type=_non_empty, help="the issuer that names the user (exact iss)")
+    parser.add_argument(
+        "--issuer", required=True, type=_non_empty, help="the issuer that names the user (its exact `iss`)"
+    )
     parser.add_argument("--subject", required=True, type=_non_empty, help="their `sub` at that issuer")
 
 
@@ -62,11 +75,19 @@ def _non_empty(text: str) -> str:
 
 
 def _sync(command: Callable[[argparse.Namespace, Pool], Awaitable[int]]) -> Callable[[argparse.Namespace], int]:
-    """Run ``command`` on the configured database; failures become a message and exit 2."""
+    """Run ``command`` on the operator settings' database; failures become a message and exit 2."""
 
     def run(args: argparse.Namespace) -> int:
+        import asyncio
+
+        from psycopg import Error as PsycopgError
+
+        from mandate.errors import AppError
+
+        settings = operator_settings(args)
+        require_configuration(settings, "MANDATE_DATABASE_URL")
         try:
-            return asyncio.run(_on_database(command, args, Settings()))
+            return asyncio.run(_on_database(command, args, settings))
         except AppError as exc:
             print(f"mandate users: {exc.message}", file=sys.stderr)
             return 2
@@ -86,8 +107,13 @@ async def _on_database(
 
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Pool]:
-    with _database_url(settings) as dsn:
-        pool = await open_pool(dsn, max_size=2)
+    from mandate import auth
+    from mandate._db import apply_migrations, open_pool
+    from mandate.service import sessions
+    from mandate.service.devstack import attach_embedded
+
+    with attach_embedded(settings) as attached:
+        pool = await open_pool(attached.database_url, max_size=2)
         try:
             # Revoking discards vaulted tokens, so the vault's table must exist too.
             await apply_migrations(pool, room="auth", migrations=auth.MIGRATIONS)
@@ -107,6 +133,8 @@ def _moment(value: datetime) -> str:
 
 
 async def _revoke(args: argparse.Namespace, pool: Pool) -> int:
+    from mandate.service.sessions import revoke_user
+
     entry = await revoke_user(pool, issuer=args.issuer, subject=args.subject, by=_operator())
     print(
         f"Revoked {entry.subject} at {entry.issuer}: every token of theirs is refused until restored, and "
@@ -117,6 +145,8 @@ async def _revoke(args: argparse.Namespace, pool: Pool) -> int:
 
 
 async def _list(args: argparse.Namespace, pool: Pool) -> int:
+    from mandate.service.sessions import revoked_users
+
     entries = await revoked_users(pool)
     if not entries:
         print("Nobody is revoked.")
@@ -136,6 +166,8 @@ def _describe(entry: Revocation) -> str:
 
 
 async def _restore(args: argparse.Namespace, pool: Pool) -> int:
+    from mandate.service.sessions import restore_user
+
     entry = await restore_user(pool, issuer=args.issuer, subject=args.subject, by=_operator())
     if entry is None:
         print(f"mandate users: {args.subject} at {args.issuer} is not revoked.", file=sys.stderr)

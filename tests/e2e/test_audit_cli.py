@@ -102,7 +102,11 @@ def test_cli_verify_with_the_published_public_key(
     assert code == 0 and pem.startswith("-----BEGIN PUBLIC KEY-----")
     (tmp_path / "audit.pub").write_text(pem)
     code, out, _ = mandate("verify", "--public-key", str(tmp_path / "audit.pub"), database_url=scratch_url)
-    assert (code, "sealed through 100" in out) == (0, True)
+    assert code == 0
+    assert out == (
+        "acme: OK, records 1..100 intact: each matches its hash and links to the one before it.\n"
+        "  All sealed: 1 signed checkpoint verified, the last at record 100.\n"
+    )
     other = tmp_path / "other.pub"
     other.write_text(public_key_pem(audit_signer(DevSettings(env="test", data_dir=tmp_path)).public_key))
     code, out, _ = mandate("verify", "--public-key", str(other), database_url=scratch_url)
@@ -126,7 +130,7 @@ def test_cli_purge_is_recorded_and_the_chain_still_verifies(
 ) -> None:
     _seed(scratch_url, stack_settings, 12)
     code, out, _ = mandate("purge", "--older-than", "0m", database_url=scratch_url)
-    assert code == 0 and "acme: purged 12 records (through 12)" in out
+    assert code == 0 and "acme: purged 12 records (up to record 12)" in out
     assert mandate("verify", database_url=scratch_url)[0] == 0
     with psycopg.connect(scratch_url) as conn:
         operator = conn.execute(
@@ -134,6 +138,35 @@ def test_cli_purge_is_recorded_and_the_chain_still_verifies(
             "WHERE r.event = 'audit.purged'"
         ).fetchone()
     assert operator == (CLI_ISSUER,)
+
+
+def test_cli_verify_says_in_plain_words_what_is_sealed_and_what_is_not(
+    mandate: Run, scratch_url: str, stack_settings: Settings
+) -> None:
+    _seed(scratch_url, stack_settings, 3)
+    code, out, _ = mandate("verify", database_url=scratch_url)
+    assert code == 0
+    assert out.splitlines()[1] == (
+        "  None sealed yet by a signed checkpoint (a checkpoint is signed every 100 records; until then only "
+        "the hash chain protects them)."
+    )
+    _seed(scratch_url, stack_settings, 100)
+    code, out, _ = mandate("verify", database_url=scratch_url)
+    assert code == 0 and "sealed through" not in out and "unsealed" not in out
+    assert out.splitlines()[1].startswith(
+        "  Sealed through record 100 (1 signed checkpoint verified); the 3 newer records are not sealed yet"
+    )
+
+
+def test_cli_verify_of_an_unknown_tenant_is_an_error(mandate: Run, scratch_url: str, stack_settings: Settings) -> None:
+    _seed(scratch_url, stack_settings, 2)
+    assert mandate("verify", "--tenant", "acme", database_url=scratch_url)[0] == 0
+    code, out, err = mandate("verify", "--tenant", "nosuch", database_url=scratch_url)
+    assert (code, out) == (2, "")
+    assert err == (
+        "mandate audit verify: unknown tenant 'nosuch': it has no audit records (names are case-sensitive; "
+        "without --tenant every tenant is checked).\n"
+    )
 
 
 def test_cli_purge_rejects_a_malformed_period(mandate: Run) -> None:

@@ -205,3 +205,21 @@ async def test_hand_wired_executor_runs_nothing_without_the_ledger(
         )
         assert await run() == "step_up_missing"
     assert payments_of(db, thread) == []
+
+
+def test_requester_gives_a_reason_that_only_they_can_set(client: httpx.Client, token: Callable[..., str], db: psycopg.Connection) -> None:
+    thread = pending_payment(client, token)
+    bob = token("bob", otp=OTP)
+    item = _approval_for(client, bob, thread)
+    reason = {"reason": "Invoice 2026-118 <b>due Friday</b>"}
+    assert client.patch(f"/approvals/{item['id']}", json=reason, headers=bearer(bob)).status_code == 403
+    assert client.patch(f"/approvals/{item['id']}", json=reason, headers=bearer(token("carol"))).status_code == 404
+    assert client.patch(f"/approvals/{item['id']}", json={"reason": "x" * 501}, headers=bearer(token("alice"))).status_code == 422
+    given = client.patch(f"/approvals/{item['id']}", json=reason, headers=bearer(token("alice")))
+    assert given.status_code == 200 and given.json()["reason"] == reason["reason"]
+    assert _approval_for(client, bob, thread)["reason"] == reason["reason"]
+    assert _decide(client, bob, item["id"]).status_code == 200
+    late = client.patch(f"/approvals/{item['id']}", json=reason, headers=bearer(token("alice")))
+    assert (late.status_code, late.json()["code"]) == (409, "approval_not_pending")
+    [(args_hash_after,)] = db.execute("SELECT args_hash FROM mandate.tool_calls WHERE id = %s", (item["id"],)).fetchall()
+    assert args_hash_after == item["args_hash"]  # a reason never changes what was decided

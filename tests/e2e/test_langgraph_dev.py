@@ -81,6 +81,7 @@ async def test_langgraph_dev_keeps_tokens_out_and_threads_private(
         )
         # LangGraph's run store never receives the token, so a delegated call asks for Mandate's server.
         assert resumed["__interrupt__"][0]["value"]["kind"] == "reauthenticate"
+        assert resumed["__interrupt__"][0]["value"]["reason"] == "token_not_held"
         effects = db.execute(
             "SELECT count(*) FROM mandate.demo_effects WHERE body->>'title' = 'the lamp in room 5 is broken'"
         ).fetchone()

@@ -88,3 +88,13 @@ def test_thread_quota_is_per_user(quota_app: str) -> None:
         over = client.post("/threads", json={}, headers=bearer(alice))
         assert (over.status_code, over.json()["code"]) == (429, "thread_quota_exceeded")
         assert client.post("/threads", json={}, headers=bearer(dave)).status_code == 200
+
+
+@pytest.mark.parametrize("metadata", [{"a": "\u0000"}, {"\u0000": 1}, {"a": [{"b": "x\u0000"}]}])
+def test_metadata_with_nul_characters_is_422_not_500(client: httpx.Client, token: Callable[..., str], metadata: dict[str, object]) -> None:
+    """Postgres cannot keep NUL in JSON: refused at the edge, on every route that stores or filters metadata."""
+    alice = token("alice")
+    thread = new_thread(client, alice)
+    for method, path in (("POST", "/threads"), ("POST", "/threads/search"), ("PATCH", f"/threads/{thread}")):
+        response = client.request(method, path, json={"metadata": metadata}, headers=bearer(alice))
+        assert (response.status_code, response.json()["code"]) == (422, "invalid_request")

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from mandate.auth import Relationship
+from mandate.auth import AuthorizationUnavailableError, Relationship
 from mandate.retrieval import (
     DocumentSpec,
+    FolderSpec,
     IngestionError,
     RetrievalError,
     build_embeddings,
@@ -19,7 +20,7 @@ from mandate.retrieval import (
 from mandate.service import Settings
 from tests.retrieval.files import write_corpus
 from tests.retrieval.support import AGENT, EmbeddingsDouble, Rooms, open_rooms, tenant_grants, unique
-from tests.utils.servers import serve_in_thread
+from tests.utils.servers import free_port, serve_in_thread
 
 TEXT = "The sprocket inventory for the northern depot was audited in March."
 
@@ -74,9 +75,25 @@ def test_load_file_refuses_missing_and_unsupported_files(tmp_path: Path) -> None
         load_file(tmp_path / "ignored.py")
 
 
-def test_document_id_for_is_stable_and_openfga_safe(tmp_path: Path) -> None:
+def test_document_id_for_is_openfga_safe_and_never_shared_by_two_paths(tmp_path: Path) -> None:
     path = tmp_path / "Q1 notes" / "board#2: draft.md"
-    assert document_id_for(path, root=tmp_path, tenant="acme") == "acme/Q1-notes/board-2-draft.md"
+    assert document_id_for(path, root=tmp_path, tenant="acme") == "acme/Q1%20notes/board%232%3A%20draft.md"
+    ids = {document_id_for(tmp_path / name, root=tmp_path, tenant="t") for name in ("a b", "a-b", "a%20b")}
+    assert len(ids) == 3
+
+
+def test_document_id_for_is_one_id_per_file_however_it_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "docs").mkdir()
+    target = tmp_path / "docs" / "msa.md"
+    target.write_text("# MSA\n")
+    (tmp_path / "link.md").symlink_to(target)
+    monkeypatch.chdir(tmp_path / "docs")
+    names = [target, Path("msa.md"), Path("../docs/./msa.md"), tmp_path / "link.md"]
+    assert {document_id_for(name, root=tmp_path, tenant="acme") for name in names} == {"acme/docs/msa.md"}
+    with pytest.raises(IngestionError, match="not under the root"):
+        document_id_for(target, root=tmp_path / "elsewhere", tenant="acme")
 
 
 async def test_ingest_pdf_then_retrieve_it_as_its_viewer(rooms: Rooms, tmp_path: Path) -> None:
@@ -129,6 +146,89 @@ async def test_delete_removes_chunks_tuples_and_token_counts(rooms: Rooms) -> No
         cur = await conn.execute("SELECT count(*) AS n FROM mandate.chunks WHERE doc_id = %s", (spec.doc_id,))
         assert (await cur.fetchone())["n"] == 0
     assert await rooms.ingestor.delete(spec.doc_id) is False
+
+
+async def test_ingest_that_fails_midway_withdraws_the_tuples_it_wrote_and_keeps_the_rest(rooms: Rooms) -> None:
+    tenant = unique("iw")
+    await rooms.authz.write(writes=tenant_grants(tenant, "ann"))
+    doc_id = f"{tenant}-doc"
+    first = DocumentSpec(doc_id=doc_id, tenant=tenant, title="t", text=TEXT, source="t", viewers=("user:ann",))
+    assert await rooms.ingestor.ingest(first) == 1
+    before = set(await rooms.directory.read(f"document:{doc_id}"))
+    # More tuples than one OpenFGA write takes: the first batch goes in, the second is refused
+    # (an agent cannot be a document viewer in the model).
+    viewers = (*(f"user:v{i}" for i in range(110)), "agent:not-a-viewer")
+    changed = DocumentSpec(
+        doc_id=doc_id, tenant=tenant, title="t", text=TEXT + " Revised.", source="t", viewers=viewers
+    )
+    with pytest.raises(AuthorizationUnavailableError):
+        await rooms.ingestor.ingest(changed)
+    assert set(await rooms.directory.read(f"document:{doc_id}")) == before  # the 100 written are withdrawn
+    assert await _read(rooms, tenant, "ann") == {doc_id}  # the stored version is untouched
+    async with rooms.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM mandate.chunks WHERE doc_id = %s AND content LIKE '%%Revised%%'", (doc_id,)
+        )
+        assert (await cur.fetchone())["n"] == 0
+
+    new = DocumentSpec(doc_id=unique("new"), tenant=tenant, title="t", text=TEXT, source="t", viewers=viewers)
+    with pytest.raises(AuthorizationUnavailableError):
+        await rooms.ingestor.ingest(new)
+    assert await rooms.directory.read(f"document:{new.doc_id}") == []
+    assert await _document_rows(rooms, new.doc_id) == 0
+
+
+async def test_ingest_the_database_refuses_reports_the_cause_and_leaves_nothing(rooms: Rooms) -> None:
+    tenant = unique("in")
+    spec = DocumentSpec(doc_id=unique("nul"), tenant=tenant, title="t", text="binary\x00inside", source="t",
+                        viewers=("user:ann",))
+    with pytest.raises(IngestionError, match="could not be stored; this attempt left nothing behind") as failed:
+        await rooms.ingestor.ingest(spec)
+    assert "NUL" in str(failed.value.__cause__)
+    assert await rooms.directory.read(f"document:{spec.doc_id}") == []
+    assert await _document_rows(rooms, spec.doc_id) == 0
+
+
+async def test_ingest_with_an_unreachable_embeddings_endpoint_stores_nothing(
+    stack_settings: Settings, fga_ids: tuple[str, str]
+) -> None:
+    dead = build_embeddings("openai", model="embed-small", base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="k")
+    async with open_rooms(stack_settings, fga_ids, embeddings=dead) as rooms:
+        spec = DocumentSpec(doc_id=unique("emb"), tenant=unique("ie"), title="t", text=TEXT, source="t")
+        with pytest.raises(IngestionError, match="could not be embedded") as failed:
+            await rooms.ingestor.ingest(spec)
+        assert type(failed.value.__cause__).__name__ == "APIConnectionError"
+        assert await rooms.directory.read(f"document:{spec.doc_id}") == []
+        assert await _document_rows(rooms, spec.doc_id) == 0
+
+
+async def test_delete_folder_refuses_while_it_holds_documents_then_removes_its_tuples(rooms: Rooms) -> None:
+    tenant = unique("if")
+    folder, sub = f"{tenant}-f", f"{tenant}-sub"
+    await rooms.ingestor.ensure_folder(FolderSpec(folder=folder, tenant=tenant, viewers=("user:ann",)))
+    await rooms.ingestor.ensure_folder(FolderSpec(folder=sub, tenant=tenant, parent=folder))
+    spec = DocumentSpec(doc_id=f"{tenant}-d", tenant=tenant, title="t", text=TEXT, source="t", folder=folder)
+    await rooms.ingestor.ingest(spec)
+    held = rf"still holds 2 documents or folders \(document:{spec.doc_id}, folder:{sub}\)"
+    with pytest.raises(IngestionError, match=held):
+        await rooms.ingestor.delete_folder(folder)
+    assert len(await rooms.directory.read(f"folder:{folder}")) == 2
+
+    assert await rooms.ingestor.delete(spec.doc_id) is True
+    assert await rooms.ingestor.delete_folder(sub) is True
+    assert await rooms.ingestor.delete_folder(folder) is True
+    assert await rooms.directory.read(f"folder:{folder}") == []
+    assert await rooms.ingestor.delete_folder(folder) is False
+
+
+async def _document_rows(rooms: Rooms, doc_id: str) -> int:
+    async with rooms.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT (SELECT count(*) FROM mandate.documents WHERE doc_id = %(d)s)"
+            " + (SELECT count(*) FROM mandate.chunks WHERE doc_id = %(d)s) AS n",
+            {"d": doc_id},
+        )
+        return int((await cur.fetchone())["n"])
 
 
 def test_build_embeddings_refuses_unknown_and_missing_providers() -> None:

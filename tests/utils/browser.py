@@ -1,4 +1,10 @@
-"""Headless Debian Chromium driven by selenium, and the approver page's sign-in, for browser tests."""
+"""Headless Debian Chromium driven by selenium, and the approver page's sign-in, for browser tests.
+
+Waits are explicit and never hold an element across a navigation: :func:`submit` marks the
+current document, clicks, and waits until a different, fully loaded document is there, so a
+later lookup can never resolve against the page being left ("Node with given id does not
+belong to the document", stale elements).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,11 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
@@ -32,6 +40,8 @@ FLAGS = (
 """Without the network-related flags Chromium hangs on connections on a closed network."""
 PAGE_TIMEOUT = 120
 """Seconds to wait for a page: a decision resumes the graph before the page answers."""
+_LEAVING = "data-test-leaving"
+"""Attribute put on the document being left, so the next one can be told from it."""
 
 
 @contextmanager
@@ -49,28 +59,57 @@ def headless_chromium(profile_dir: Path) -> Iterator[WebDriver]:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     driver.set_page_load_timeout(PAGE_TIMEOUT)
+    driver.set_script_timeout(PAGE_TIMEOUT)
     try:
         yield driver
     finally:
         driver.quit()
 
 
+def _new_document_loaded(driver: WebDriver) -> bool:
+    return bool(
+        driver.execute_script(
+            f"return document.readyState === 'complete' && !document.documentElement.hasAttribute('{_LEAVING}')"
+        )
+    )
+
+
 def submit(driver: WebDriver, button_selector: str) -> None:
-    """Click a submit button and wait until the next page has replaced this one."""
-    button = driver.find_element(By.CSS_SELECTOR, button_selector)
+    """Click a submit button and wait until another document has replaced this one and finished loading.
+
+    Between the click and the next document a script may run in neither; such transient driver
+    errors are retried until :data:`PAGE_TIMEOUT`.
+    """
+    button = WebDriverWait(driver, PAGE_TIMEOUT).until(
+        expected_conditions.element_to_be_clickable((By.CSS_SELECTOR, button_selector))
+    )
+    driver.execute_script(f"document.documentElement.setAttribute('{_LEAVING}', '')")
     button.click()
-    wait = WebDriverWait(driver, PAGE_TIMEOUT)
-    wait.until(expected_conditions.staleness_of(button))
-    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+    WebDriverWait(driver, PAGE_TIMEOUT, poll_frequency=0.1, ignored_exceptions=(WebDriverException,)).until(
+        _new_document_loaded, message=f"no new page after clicking {button_selector}"
+    )
+
+
+def element(driver: WebDriver, selector: str, *, timeout: float = 10) -> WebElement:
+    """The element matching the CSS ``selector`` on the current page, waiting up to ``timeout`` for it."""
+    return WebDriverWait(driver, timeout).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, selector)),
+        message=f"nothing matches {selector}",
+    )
+
+
+def text_of(driver: WebDriver, selector: str, *, timeout: float = 10) -> str:
+    """The visible text of the element matching ``selector``, read once it is there."""
+    return element(driver, selector, timeout=timeout).text
 
 
 def sign_in(driver: WebDriver, base_url: str, user: str, *, otp: str | None = None) -> None:
     """Open the approver page on a clean session and sign in as a demo user (password ``demo``)."""
     driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
     driver.get(f"{base_url}/ui")
-    driver.find_element(By.NAME, "username").send_keys(user)
-    driver.find_element(By.NAME, "password").send_keys("demo")
+    element(driver, "input[name=username]").send_keys(user)
+    element(driver, "input[name=password]").send_keys("demo")
     if otp:
-        driver.find_element(By.NAME, "otp").send_keys(otp)
+        element(driver, "input[name=otp]").send_keys(otp)
     submit(driver, "form[action='/ui/sign-in'] button[type=submit]")
-    assert driver.find_element(By.ID, "signed-in-as").text.startswith(user), driver.page_source
+    assert text_of(driver, "#signed-in-as").startswith(user), driver.page_source

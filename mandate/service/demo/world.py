@@ -1,6 +1,6 @@
 """The demo world seeded by the dev stack (README walk-through and tests use it).
 
-acme: alice (finance), dave (engineering), bob (management, approver, auditor). globex: carol.
+acme: alice (finance), dave (engineering), bob (management, approver, auditor, assistant admin). globex: carol.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ DEMO_RELATIONSHIPS: tuple[Relationship, ...] = (
     Relationship(_user("bob"), fga.MEMBER, fga.tenant("acme")),
     Relationship(_user("bob"), fga.APPROVER, fga.tenant("acme")),
     Relationship(_user("bob"), fga.AUDITOR, fga.tenant("acme")),
+    Relationship(_user("bob"), fga.ASSISTANT_ADMIN, fga.tenant("acme")),
     Relationship(_user("carol"), fga.MEMBER, fga.tenant("globex")),
     Relationship(_user("alice"), fga.MEMBER, fga.group("acme-finance")),
     Relationship(_user("dave"), fga.MEMBER, fga.group("acme-engineering")),

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mandate.audit import AuditEvent
 from mandate.auth import Principal, StepUpRequiredError, step_up_satisfied
 from mandate.gate import CallRecord, interrupt_kind, is_tenant_approver, party_of
 from mandate.service.deps import BearerToken, CurrentPrincipal, Runs, ServicesDep
@@ -57,6 +58,13 @@ class DecisionCreate(BaseModel):
             args = self.edited_action.args if self.edited_action else self.args
             decision["edited_action"] = {"name": self.edited_action.name if self.edited_action else record.tool, "args": args}
         return {"decisions": [decision], "tool_call_id": record.tool_call_id, "args_hash": record.args_hash}
+
+
+class ReasonUpdate(BaseModel):
+    """``PATCH /approvals/{id}``: the requester says why they ask (shown to the approver as their words)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=500)
 
 
 class CallOutcome(BaseModel):
@@ -150,6 +158,25 @@ async def get_approval(approval_id: str, principal: CurrentPrincipal, services: 
             raise NotAllowedToDecideError(f"You may not see this action ({refusal}).")
     current = await services.ledger.current(record.thread_id, record.tool_call_id)
     return public(services, record, outcome=current.outcome if current else None)
+
+
+@router.patch("/{approval_id}")
+async def give_reason(approval_id: str, body: ReasonUpdate, principal: CurrentPrincipal, services: ServicesDep) -> ApprovalPublic:
+    """The requester attaches a reason to their own pending request; it changes nothing that is decided."""
+    record = await services.ledger.get_in_tenant(principal, approval_id)
+    if not party_of(principal).same_person(record.requester):
+        raise NotAllowedToDecideError("Only the requester may give the reason for a request.")
+    await services.ledger.set_reason(record, body.reason)
+    await services.audit.record(
+        AuditEvent(
+            tenant=record.tenant, event="consent.reason_given", actor=services.pseudonymize(principal.issuer, principal.subject),
+            thread_id=record.thread_id, agent=record.agent, tool=record.tool, tool_call_id=record.tool_call_id,
+            decision="given", detail={"args_hash": record.args_hash, "length": len(body.reason)},
+        )
+    )
+    updated = await services.ledger.get(record.thread_id, record.tool_call_id, record.args_hash)
+    assert updated is not None
+    return public(services, updated)
 
 
 async def decide(

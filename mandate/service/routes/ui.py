@@ -7,6 +7,11 @@ against the revocation list, on every request, exactly like a bearer token. Sign
 the session row, so a copied cookie stops working at once. Every POST form carries a CSRF token:
 a keyed HMAC of the cookie it protects (the session id, or before sign-in a random login nonce).
 Decisions go through the JSON route's own ``decide()``, so the page and the API share one path.
+
+The queue shows each call (action, arguments with money formatted in its currency, requester,
+the requester's reason if they gave one, agent, risk, expiry) and, after a decision, its outcome;
+never the requester's conversation. A count and a filter (by action, by requester: plain GET
+parameters, kept across decisions) help with a long queue.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import httpx
 from fastapi import APIRouter, Form, Request
@@ -27,7 +34,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader
 from pydantic import ValidationError
 
-from mandate.auth import Principal, StepUpRequiredError, TokenError
+from mandate.auth import Principal, StepUpRequiredError, StepUpRequirement, TokenError, step_up_satisfied
 from mandate.auth.dev_issuer import DEV_CLI_CLIENT_ID
 from mandate.errors import AppError
 from mandate.service.deps import Runs, ServicesDep
@@ -35,6 +42,7 @@ from mandate.service.errors import STATUS_BY_CODE
 from mandate.service.routes.approvals import ApprovalPublic, DecisionCreate, DecisionResult, decide, list_approvals
 from mandate.service.runtime import Services
 from mandate.service.sessions import issued_at
+from mandate.tools import ApprovalPolicy, ToolError
 
 __all__ = ["SESSION_COOKIE", "router"]
 
@@ -56,6 +64,21 @@ SECURITY_HEADERS = {
 }
 CSRF_REFUSED = {"ok": False, "code": "csrf_failed", "message": "The form carried no valid CSRF token; nothing was done."}
 STATUS_TEXT = {"approved": "Approved", "edited": "Approved with edits", "rejected": "Rejected"}
+WAITING_TEXT = {
+    "step_up": "the requester to sign in again with a second factor",
+    "consent": "the requester to agree to the edited arguments",
+    "reauthenticate": "the requester to sign in again (the call needs their own valid sign-in to run)",
+}
+"""What the run waits for after a decision, in words (by interrupt kind)."""
+MINOR_UNITS = {
+    **dict.fromkeys(
+        ("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"), 0
+    ),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+}
+"""ISO 4217 currencies whose minor unit is not 1/100."""
+FILTERS = ("action", "requester")
+"""GET parameters that narrow the queue shown (display only: what may be decided is unchanged)."""
 
 _templates = Jinja2Templates(env=Environment(loader=PackageLoader("mandate.service", "templates"), autoescape=True))
 
@@ -118,8 +141,8 @@ def _failure(exc: AppError) -> tuple[dict[str, Any], int]:
     outcome: dict[str, Any] = {"ok": False, "code": exc.code, "message": exc.message}
     if isinstance(exc, StepUpRequiredError):
         outcome["hint"] = (
-            f"Sign out and sign in again with your second factor: this decision needs "
-            f"acr {exc.acr_values}, authenticated at most {exc.max_age} seconds ago."
+            f"Sign out and sign in again with your second factor: approving or editing this action needs "
+            f"acr {exc.acr_values}, authenticated at most {exc.max_age} seconds ago. Rejecting it does not."
         )
     status = 401 if isinstance(exc, (TokenError, StepUpRequiredError)) else STATUS_BY_CODE.get(exc.code, 500)
     return outcome, status
@@ -133,24 +156,85 @@ def _success(result: DecisionResult) -> dict[str, Any]:
         "status": STATUS_TEXT.get(approval.status, approval.status),
         "action": approval.action,
         "result": f"{approval.action}: {call.status}" + (f" ({call.id})" if call.id else "") if call else "",
-        "waiting": result.waiting_for,
+        "waiting": WAITING_TEXT.get(result.waiting_for or "", result.waiting_for),
     }
 
 
-def _view(item: ApprovalPublic, now: datetime) -> dict[str, Any]:
-    """An approval as the page shows it: the API's fields plus readable expiry and editable fields."""
+def _money(amount: object, currency: object) -> str | None:
+    """``amount`` in ``currency`` as an approver reads it (``250.00 EUR``), or ``None`` if it is not money.
+
+    Digits are grouped with narrow no-break spaces (no locale's decimal comma is implied) and the
+    currency's minor unit is shown; an amount finer than that unit is shown exactly, never rounded.
+    """
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not isinstance(currency, str):
+        return None
+    if len(currency) != 3 or not currency.isascii() or not currency.isupper():
+        return None
+    try:
+        exact = Decimal(str(amount))
+        if not exact.is_finite():
+            return None
+        shown = exact.quantize(Decimal(1).scaleb(-MINOR_UNITS.get(currency, 2)))
+    except InvalidOperation:
+        return None
+    if shown != exact:
+        shown = exact.normalize()
+    return f"{shown:,f}".replace(",", "\u202f") + f" {currency}"
+
+
+def _step_up_note(services: Services, principal: Principal, item: ApprovalPublic, now: float) -> str | None:
+    """Why this approver cannot approve ``item`` with their current sign-in (rejecting needs nothing more)."""
+    try:
+        spec = services.tools.get(item.action)
+    except ToolError:
+        return None
+    need: StepUpRequirement | None = spec.step_up
+    if need is None or spec.approval is not ApprovalPolicy.APPROVER or item.purpose != "decide":
+        return None
+    if step_up_satisfied(principal, need, now=now):
+        return None
+    age = f"{need.max_age // 60} minutes" if need.max_age % 60 == 0 else f"{need.max_age} seconds"
+    return (
+        f"Approving or editing needs a sign-in with your second factor (acr {need.acr}) at most "
+        f"{age} old; your current sign-in is not. You can reject without it."
+    )
+
+
+def _field(name: str, value: Any, *, currency: Any) -> dict[str, Any]:
+    """One argument: its editable form (text, or JSON) and how it is shown (an amount with its currency)."""
+    raw = value if isinstance(value, str) else json.dumps(value)
+    shown = (_money(value, currency) if name == "amount" else None) or raw
+    return {"name": name, "value": raw, "shown": shown, "is_text": isinstance(value, str)}
+
+
+def _view(item: ApprovalPublic, now: datetime, *, step_up_note: str | None) -> dict[str, Any]:
+    """An approval as the page shows it: the API's fields plus readable expiry, money and editable fields."""
     expires = datetime.fromtimestamp(item.expires_at, UTC)
-    fields = [
-        {"name": name, "value": value if isinstance(value, str) else json.dumps(value), "is_text": isinstance(value, str)}
-        for name, value in item.args.items()
-    ]
+    fields = [_field(name, value, currency=item.args.get("currency")) for name, value in item.args.items()]
     return {
         **item.model_dump(),
         "expires_at": expires.isoformat(),
         "expires_utc": expires.strftime("%Y-%m-%d %H:%M UTC"),
         "expires_in_min": max(0, int((expires - now).total_seconds() // 60)),
         "fields": fields,
+        "step_up_note": step_up_note,
     }
+
+
+def _filter_of(request: Request) -> dict[str, str]:
+    """The queue filter from the query string (unknown values simply match nothing)."""
+    return {name: value[:200] for name in FILTERS if (value := request.query_params.get(name, "").strip())}
+
+
+def _choices(items: list[ApprovalPublic], name: str, selected: str | None) -> list[dict[str, Any]]:
+    """The values of ``name`` in the whole queue, each with its count, for the filter's select."""
+    counts: dict[str, int] = {}
+    for item in items:
+        value = str(getattr(item, name))
+        counts[value] = counts.get(value, 0) + 1
+    if selected and selected not in counts:
+        counts[selected] = 0  # keep the active filter visible after its last item was decided
+    return [{"value": v, "count": counts[v], "selected": v == selected} for v in sorted(counts)]
 
 
 async def _queue_page(
@@ -162,10 +246,20 @@ async def _queue_page(
     status: int = 200,
 ) -> Response:
     now = datetime.now(UTC)
-    items = [_view(item, now) for item in await list_approvals(session.principal, services)]
+    queue = await list_approvals(session.principal, services)
+    wanted = _filter_of(request)
+    shown = [item for item in queue if all(str(getattr(item, k)) == v for k, v in wanted.items())]
+    items = [
+        _view(item, now, step_up_note=_step_up_note(services, session.principal, item, now.timestamp())) for item in shown
+    ]
     context = {
         "principal": session.principal,
         "items": items,
+        "total": len(queue),
+        "filter": wanted,
+        "filter_query": f"?{urlencode(wanted)}" if wanted else "",
+        "actions": _choices(queue, "action", wanted.get("action")),
+        "requesters": _choices(queue, "requester", wanted.get("requester")),
         "outcome": outcome,
         "csrf": _csrf(services, "session", session.session_id),
     }
@@ -287,7 +381,8 @@ async def decide_on_page(approval_id: str, request: Request, services: ServicesD
     """Approve, edit or reject through the JSON API's ``decide()``; the page shows the outcome or the error."""
     session = await _session(request, services)
     if session is None:
-        return _sign_in_page(request, services, error={"code": "signed_out", "message": "Please sign in again."}, status=401)
+        error = {"code": "signed_out", "message": "You are not signed in (the session ended: signed out, expired or revoked). Sign in, then decide again."}
+        return _sign_in_page(request, services, error=error, status=401)
     principal = session.principal
     form = await request.form()
     if not _csrf_ok(form.get("csrf"), _csrf(services, "session", session.session_id)):
