@@ -37,10 +37,19 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=None, help="questions per cell (default 200, quick 20)")
     parser.add_argument("-k", type=int, default=10, help="chunks per answer")
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where to write the table")
-    parser.add_argument("--name", default="retrieval", help="file name of the results (without suffix)")
+    parser.add_argument(
+        "--name", default=None,
+        help="file name of the results, without suffix (default: retrieval; retrieval-quick with --quick, so a smoke "
+        "run never overwrites the committed full results)",
+    )
     parser.add_argument("--database-url", default="", help="use this Postgres (needs CREATEDB) instead of an embedded one")
     parser.add_argument("--fga-api-url", default="", help="use this OpenFGA instead of an embedded one")
     return parser.parse_args(argv)
+
+
+def results_name(args: argparse.Namespace) -> str:
+    """The results' file name: a smoke run never overwrites the committed full results."""
+    return str(args.name or ("retrieval-quick" if args.quick else "retrieval"))
 
 
 def _truths(corpus: Corpus, user: BenchUser, k: int) -> tuple[list[list[int]], list[float]]:
@@ -108,7 +117,7 @@ async def run(args: argparse.Namespace) -> int:
             all_stats += stats
             floors[chunks] = floor
             notes.append(f"{chunks:,} chunks loaded in " + ", ".join(f"{step} {s:.0f} s" for step, s in load.items()) + ".")
-    path = write_results(args.out, args.name, all_stats, floors, notes)
+    path = write_results(args.out, results_name(args), all_stats, floors, notes)
     print(path.read_text())
     print(f"Written to {path}.")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.retrieval.run import parse_arguments, run
+from bench.retrieval.run import parse_arguments, results_name, run
 from mandate.service import Settings
 
 
@@ -29,3 +29,9 @@ async def test_bench_quick_run_writes_every_arm_and_mandate_neither_leaks_nor_mi
     post_filter = [c for c in cells if c["arm"] == "A post-filter" and c["user"] == "random-1%"]
     assert post_filter[0]["recall_mean"] < 1.0
     assert "| random-50% | C Mandate |" in (tmp_path / "smoke.md").read_text()
+
+
+def test_bench_quick_run_does_not_overwrite_the_committed_results() -> None:
+    assert results_name(parse_arguments(["--quick"])) == "retrieval-quick"
+    assert results_name(parse_arguments([])) == "retrieval"
+    assert results_name(parse_arguments(["--quick", "--name", "mine"])) == "mine"
