@@ -14,7 +14,7 @@ from mandate.auth.dev_issuer import DEMO_USERS, DEV_CLI_CLIENT_ID, TOKEN_EXCHANG
 from mandate.service.demo_apis import demo_apis_router
 from mandate.service.errors import install_error_handlers
 from mandate.service.limits import BodySizeLimit
-from mandate.service.routes import approvals, assistants, audit, meta, runs, threads, ui
+from mandate.service.routes import approvals, assistants, audit, meta, runs, threads, ui, ui_oidc
 from mandate.service.runs import RunManager
 from mandate.service.runtime import open_services
 from mandate.service.settings import CORS_ANY_ORIGIN, Settings
@@ -105,6 +105,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider) -> FastAP
     app.include_router(approvals.router)
     app.include_router(audit.router)
     app.include_router(ui.router)
+    app.include_router(ui_oidc.router)
     if settings.dev_issuer:
         dev_issuer = create_dev_issuer_app(
             env=settings.env,

@@ -135,6 +135,18 @@ class Settings(BaseSettings):
     payments_api_url: str = ""
     """Payments API base URL (also its token audience); defaults to the demo API in this process."""
 
+    # ---- The approver page's OIDC client (routes/ui_oidc.py): production sign-in at /ui/oidc/login ----
+    ui_oidc_issuer: str = ""
+    """Issuer the approver page signs in with (authorization code + PKCE); one of ``oidc_issuers``. Empty: off."""
+    ui_client_id: str = ""
+    """The approver page's confidential client at that issuer (redirect URI ``<public_url>/ui/oidc/callback``)."""
+    ui_client_secret: SecretStr = SecretStr("")
+    """Its client secret (``client_secret_basic`` at the token endpoint)."""
+    ui_oidc_scope: str = "openid profile"
+    """Scope requested at sign-in (add the API scopes where the issuer does not grant them by default)."""
+    ui_acr_values: str = "urn:mandate:acr:mfa"
+    """``acr_values`` requested at sign-in (approvers usually need MFA); empty requests none."""
+    # ---- end of the approver page's OIDC client ----
 
     embeddings_provider: Literal["lexical", "openai", "sentence-transformers"] = "lexical"
     """``lexical`` (offline feature hashing), ``openai`` (any OpenAI-compatible endpoint, 384-d) or a local model."""

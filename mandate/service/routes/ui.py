@@ -262,6 +262,7 @@ async def _queue_page(
         "requesters": _choices(queue, "requester", wanted.get("requester")),
         "outcome": outcome,
         "csrf": _csrf(services, "session", session.session_id),
+        "oidc_sign_in": bool(services.settings.ui_oidc_issuer),
     }
     return _render(request, "approvals.html", context, status=status)
 
@@ -272,7 +273,12 @@ def _sign_in_page(
     """The sign-in form (dev issuer only), bound to a fresh or existing login nonce; stale sessions are cleared."""
     dev = services.settings.dev_issuer
     nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(32)
-    context = {"dev_sign_in": dev, "csrf": _csrf(services, "login", nonce) if dev else "", "error": error}
+    context = {
+        "dev_sign_in": dev,
+        "oidc_sign_in": bool(services.settings.ui_oidc_issuer),
+        "csrf": _csrf(services, "login", nonce) if dev else "",
+        "error": error,
+    }
     response = _render(request, "sign_in.html", context, status=status)
     if dev:
         _set_cookie(response, request, services, LOGIN_COOKIE, nonce, max_age=1800)
@@ -314,7 +320,7 @@ async def sign_in(
 ) -> Response:
     """Password grant (plus optional OTP) at the dev issuer; the verified token starts a server-side session."""
     if not services.settings.dev_issuer:
-        return _render(request, "sign_in.html", {"dev_sign_in": False, "error": None}, status=404)
+        return _render(request, "sign_in.html", {"dev_sign_in": False, "oidc_sign_in": False, "error": None}, status=404)
     nonce = request.cookies.get(LOGIN_COOKIE, "")
     if not nonce or not _csrf_ok(csrf, _csrf(services, "login", nonce)):
         return _sign_in_page(request, services, error=CSRF_REFUSED, status=403)

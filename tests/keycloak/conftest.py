@@ -1,0 +1,177 @@
+"""Session fixtures: a real Keycloak (started once), and Mandate trusting it, on the session's Postgres and OpenFGA.
+
+Keycloak runs from ``.tools/keycloak-<version>`` (installed on first use, the archive cached in
+``~/.cache/mandate``), imports ``infra/keycloak/mandate-realm.json`` with this session's URLs and
+fresh client secrets, and serves the demo users. Mandate runs as in the other end-to-end tests
+(``DevSettings``: demo world, demo APIs) but trusts Keycloak only, in a database and OpenFGA store of
+its own; its agents exchange tokens at Keycloak and the approver page signs in there. The demo
+grants are written for the Keycloak users (``user:kc|<uuid>``) with the real authorizer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from mandate.audit import build_tracer_provider
+from mandate.auth import ensure_store_and_model
+from mandate.service import DevSettings, Settings, create_app
+from mandate.service._keycloak import (
+    KEYCLOAK_ISSUER_KEY,
+    KEYCLOAK_VERSION,
+    EmbeddedKeycloak,
+    demo_relationships,
+    demo_subject,
+    dev_keycloak,
+    ensure_keycloak,
+    find_java_home,
+    trust_keycloak,
+)
+from mandate.service._postgres import EmbeddedPostgres
+from mandate.service.runtime import MODEL_PATH
+from mandate.service.settings import AgentClientSettings
+from tests.keycloak.helpers import browser_login
+from tests.utils.servers import free_port, serve_in_thread
+from tests.utils.services import authorizer
+
+DATABASE = "mandate_keycloak"
+FGA_STORE = "mandate-keycloak"
+
+
+@pytest.fixture(scope="session")
+def keycloak_install() -> tuple[Path, Path]:
+    """The built Keycloak install and the JDK 21+ that runs it (installed on first use)."""
+    java_home = find_java_home()
+    return ensure_keycloak(Path(".tools").absolute(), java_home=java_home), java_home
+
+
+@pytest.fixture(scope="session")
+def kc_base_settings(stack_settings: Settings) -> Iterator[Settings]:
+    """Mandate's own settings before it trusts Keycloak: dev mode and demo world, its own database and store.
+
+    Client secrets are fresh for the session; Keycloak's realm gets the same ones.
+    """
+    data_dir = Path(tempfile.mkdtemp(prefix="mandate-kc-app-"))
+    database_url = EmbeddedPostgres(Path(stack_settings.data_dir)).ensure_database(DATABASE)  # the session's server
+    settings = DevSettings(
+        env="test",
+        port=free_port(),
+        data_dir=data_dir,
+        tools_dir=Path(".tools").absolute(),
+        database_url=database_url,
+        fga_api_url=stack_settings.fga_api_url,
+        fga_store_name=FGA_STORE,
+        agents={
+            "executor": AgentClientSettings(client_id="agent-executor", client_secret=secrets.token_urlsafe(24)),
+            "operations": AgentClientSettings(client_id="agent-operations", client_secret=secrets.token_urlsafe(24)),
+        },
+        ui_client_secret=secrets.token_urlsafe(24),
+    )
+    try:
+        yield settings
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _report(request: pytest.FixtureRequest, line: str) -> None:
+    """Print a figure on the terminal, past output capturing (tests print timings, never assert them)."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\n{line}")
+
+
+@pytest.fixture(scope="session")
+def keycloak(
+    keycloak_install: tuple[Path, Path], kc_base_settings: Settings, request: pytest.FixtureRequest
+) -> Iterator[EmbeddedKeycloak]:
+    """Keycloak with the demo realm fitted to Mandate's settings, on loopback, for the whole session."""
+    home, java_home = keycloak_install
+    run_dir = Path(tempfile.mkdtemp(prefix="mandate-keycloak-"))
+    server = dev_keycloak(
+        kc_base_settings,
+        home=home,
+        java_home=java_home,
+        run_dir=run_dir,
+        http_port=free_port(),
+        management_port=free_port(),
+    )
+    try:
+        server.start()
+        _report(request, f"Keycloak {KEYCLOAK_VERSION} ready in {server.started_in:.1f} s at {server.base_url}")
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kc_settings(kc_base_settings: Settings, keycloak: EmbeddedKeycloak) -> Settings:
+    """Mandate's settings trusting Keycloak only: its issuer, its token endpoint, the page's client."""
+    return kc_base_settings.model_copy(update=trust_keycloak(kc_base_settings, keycloak))
+
+
+async def _grant_demo_world(settings: Settings) -> None:
+    store_id, model_id = await ensure_store_and_model(
+        api_url=settings.fga_api_url, store_name=settings.fga_store_name, model_path=MODEL_PATH
+    )
+    authz = authorizer(settings.fga_api_url, store_id, model_id)
+    try:
+        await authz.write(writes=demo_relationships(KEYCLOAK_ISSUER_KEY))
+    finally:
+        await authz._client.close()
+
+
+@pytest.fixture(scope="session")
+def kc_spans() -> InMemorySpanExporter:
+    """Every span the Keycloak-trusting app exports."""
+    return InMemorySpanExporter()
+
+
+@pytest.fixture(scope="session")
+def kc_base_url(kc_settings: Settings, kc_spans: InMemorySpanExporter) -> Iterator[str]:
+    """Mandate trusting Keycloak, over real HTTP, with the demo grants written for the Keycloak users."""
+    app = create_app(kc_settings, tracer_provider=build_tracer_provider(kc_spans))
+    with serve_in_thread(app, port=kc_settings.port) as url:
+        asyncio.run(_grant_demo_world(kc_settings))
+        yield url
+
+
+@pytest.fixture(scope="session")
+def kc_token(keycloak: EmbeddedKeycloak, kc_base_url: str) -> Callable[..., str]:
+    """``kc_token("alice")``: an access token from Keycloak's login pages; ``otp=…`` signs in with MFA."""
+
+    def login(user: str, *, otp: str | bool | None = None, **options: object) -> str:
+        return str(browser_login(keycloak.issuer, user, otp=bool(otp), **options)["access_token"])  # type: ignore[arg-type]
+
+    return login
+
+
+@pytest.fixture()
+def kc_client(kc_base_url: str) -> Iterator[httpx.Client]:
+    """A plain HTTP client for the Keycloak-trusting app."""
+    with httpx.Client(base_url=kc_base_url, timeout=120) as http:
+        yield http
+
+
+@pytest.fixture()
+def kc_db(kc_settings: Settings) -> Iterator[psycopg.Connection]:
+    """A direct connection to that app's database."""
+    with psycopg.connect(kc_settings.database_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def sub() -> Callable[[str], str]:
+    """``sub("alice")``: the demo user's subject at Keycloak (a fixed UUID of the realm file)."""
+    return demo_subject
