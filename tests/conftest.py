@@ -13,7 +13,9 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from mandate.audit import build_tracer_provider
-from mandate.service import DevStack, DevSettings, Settings, create_app
+from mandate.devstack.stack import DevStack
+from mandate.runtime.settings import DevSettings, Settings
+from mandate.api.app import create_app
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.tokens import login
 

@@ -33,11 +33,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from mandate import audit
 from mandate._db import apply_migrations, open_pool
 from mandate.audit import AuditEvent, AuditLog, build_tracer_provider
-from mandate.service import DevStack, DevSettings, Settings, create_app
-from mandate.service.audit_cli import audit_signer
-from mandate.service.runs import RunManager
-from mandate.service.runtime import Services, open_services
-from mandate.service.schemas import RunCreate
+from mandate.devstack.stack import DevStack
+from mandate.runtime.settings import DevSettings, Settings
+from mandate.api.app import create_app
+from mandate.runtime.signing import audit_signer
+from mandate.runtime.runs import RunManager
+from mandate.runtime.services import Services, open_services
+from mandate.api.schemas import RunCreate
 from tests.utils.servers import free_port, serve_in_thread
 
 OVERHEAD_TARGET = 0.10

@@ -27,7 +27,8 @@ from mandate import retrieval
 from mandate._db import Pool, apply_migrations, open_pool
 from mandate.auth import OpenFgaAuthorizer, Relationship, ensure_store_and_model, open_fga_client
 from mandate.retrieval import AclSync, OpenFgaDirectory, document_acl
-from mandate.service import DevStack, DevSettings, Settings
+from mandate.devstack.stack import DevStack
+from mandate.runtime.settings import DevSettings, Settings
 
 __all__ = ["BenchStore", "open_store", "running_stack"]
 

@@ -94,7 +94,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="threads-drop-owner-filter",
         removes="A thread is read by id alone: neither its tenant nor its owner is checked.",
-        path="mandate/service/queries.py",
+        path="mandate/runtime/queries.py",
         original=(
             "WHERE thread_id = %(thread_id)s AND tenant = %(tenant)s AND owner_issuer = %(issuer)s"
             " AND owner_subject = %(subject)s\n"
@@ -111,14 +111,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="audit-api-skips-auditor-check",
         removes="Anyone of the tenant reads its audit trail: the OpenFGA auditor check is skipped.",
-        path="mandate/service/routes/audit.py",
+        path="mandate/api/routes/audit.py",
         original="    if not await services.authz.check(question, strong=True):\n",
         replacement="    if False:  # mutation: allow instead of check\n",
     ),
     Mutation(
         name="requests-skip-revocation-check",
         removes="A cut-off user's tokens are accepted: requests skip the revocation list.",
-        path="mandate/service/deps.py",
+        path="mandate/api/deps.py",
         original="    await services.sessions.check_not_revoked(principal, issued_at=issued_at(token))\n",
         replacement="",
     ),
@@ -132,14 +132,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         name="trace-content-on-by-default",
         removes="Spans capture user messages and tool arguments unless told not to (opt-out instead of opt-in).",
-        path="mandate/service/settings.py",
+        path="mandate/runtime/settings.py",
         original="    trace_content: bool = False\n",
         replacement="    trace_content: bool = True  # mutation: content capture by default\n",
     ),
     Mutation(
         name="dev-mode-by-default",
         removes="Settings default to dev mode, with the dev issuer and placeholder secrets allowed.",
-        path="mandate/service/settings.py",
+        path="mandate/runtime/settings.py",
         original='    env: Literal["dev", "test", "prod"] = "prod"\n',
         replacement='    env: Literal["dev", "test", "prod"] = "dev"  # mutation: insecure by default\n',
     ),

@@ -11,8 +11,8 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from mandate import audit, auth
 from mandate._db import Pool, apply_migrations, open_pool
 from mandate.audit import AuditLog, CheckpointSigner
-from mandate.service import Settings
-from mandate.service.queries import MIGRATIONS as SERVICE_MIGRATIONS
+from mandate.runtime.settings import Settings
+from mandate.runtime.queries import MIGRATIONS as SERVICE_MIGRATIONS
 from tests.audit.helpers import CHECKPOINT_EVERY, database_dsn, temporary_database
 
 ROOM_MIGRATIONS = (("auth", auth.MIGRATIONS), ("audit", audit.MIGRATIONS), ("service", SERVICE_MIGRATIONS))

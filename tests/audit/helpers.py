@@ -13,7 +13,7 @@ from psycopg import sql
 
 from mandate._db import Pool
 from mandate.audit import AuditEvent, AuditLog
-from mandate.service import Settings
+from mandate.runtime.settings import Settings
 
 CHECKPOINT_EVERY = 10
 """A short sealing interval for tests, so a few dozen records cross several checkpoints."""

@@ -9,7 +9,7 @@ import pytest
 from mandate import audit
 from mandate._db import Pool, apply_migrations, open_pool
 from mandate.audit import AuditLog, AuditQuery, CheckpointSigner, search_records, verify_chains
-from mandate.service import Settings
+from mandate.runtime.settings import Settings
 from tests.audit.helpers import CHECKPOINT_EVERY, database_dsn, temporary_database, write
 
 LEGACY_INSERT = """

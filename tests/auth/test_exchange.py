@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from mandate.audit import build_tracer_provider
 from mandate.auth import TokenBroker
 from mandate.auth.errors import TokenExchangeError
-from mandate.service import Settings
+from mandate.runtime.settings import Settings
 from tests.utils.tokens import claims_of
 
 

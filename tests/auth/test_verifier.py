@@ -31,9 +31,9 @@ from mandate.auth.errors import (
     UnknownKeyError,
     WrongTokenTypeError,
 )
-from mandate.service import Settings
-from mandate.service.runtime import trusted_issuers
-from mandate.service.settings import IssuerSettings
+from mandate.runtime.settings import Settings
+from mandate.runtime.services import trusted_issuers
+from mandate.runtime.settings import IssuerSettings
 from tests.utils.servers import serve_in_thread
 from tests.utils.tokens import sign
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from bench.retrieval.run import parse_arguments, results_name, run
-from mandate.service import Settings
+from mandate.runtime.settings import Settings
 
 
 async def test_bench_quick_run_writes_every_arm_and_mandate_neither_leaks_nor_misses(

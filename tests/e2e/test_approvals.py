@@ -10,7 +10,7 @@ import httpx
 import psycopg
 import pytest
 
-from mandate.service import Settings
+from mandate.runtime.settings import Settings
 from tests.utils.approvals import OTP, PAYMENT, payments_of, pending_payment
 from tests.utils.threads import ask, bearer, last_answer, new_thread, resume
 

@@ -76,7 +76,7 @@ def _csrf_of(page: str) -> str:
 @pytest.fixture(scope="module")
 def browser(base_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
     """One headless Chromium for this module; each test signs in on a cleared session."""
-    assert httpx.get(f"{base_url}/ui").status_code == 200, "create_app must include mandate.service.routes.ui.router"
+    assert httpx.get(f"{base_url}/ui").status_code == 200, "create_app must include mandate.api.routes.ui.router"
     with headless_chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
         yield driver
 

@@ -17,9 +17,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from mandate.audit import DENIAL_WINDOW, Pseudonymizer, build_tracer_provider
 from mandate.auth import Relationship, ensure_store_and_model
 from mandate.auth import vocabulary as fga
-from mandate.service import DevSettings, Settings, create_app
-from mandate.service.runtime import MODEL_PATH
-from mandate.service.settings import DEV_ISSUER_KEY, DEV_SECRET_PLACEHOLDER
+from mandate.runtime.settings import DevSettings, Settings
+from mandate.api.app import create_app
+from mandate.runtime.services import MODEL_PATH
+from mandate.runtime.settings import DEV_ISSUER_KEY, DEV_SECRET_PLACEHOLDER
 from tests.audit.helpers import audit_store_refuses
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.services import authorizer

@@ -15,9 +15,10 @@ import pytest
 from mandate import audit
 from mandate._db import apply_migrations, open_pool
 from mandate.audit import AuditLog, public_key_pem
-from mandate.service import DevSettings, Settings
-from mandate.service.audit_cli import CLI_ISSUER, audit_signer
-from mandate.service.cli import main
+from mandate.runtime.settings import DevSettings, Settings
+from mandate.cli.audit import CLI_ISSUER
+from mandate.runtime.signing import audit_signer
+from mandate.cli.main import main
 from tests.audit.helpers import database_dsn, tamper, temporary_database, write
 from tests.utils.threads import ask, bearer, new_thread, resume
 

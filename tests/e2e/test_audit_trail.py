@@ -15,7 +15,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from mandate.audit import build_tracer_provider
-from mandate.service import DevSettings, Settings, create_app
+from mandate.runtime.settings import DevSettings, Settings
+from mandate.api.app import create_app
 from tests.audit.helpers import audit_store_refuses
 from tests.utils.openai_double import ChatDouble
 from tests.utils.servers import free_port, serve_in_thread

@@ -15,7 +15,7 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.errors import APIStatusError, ConflictError, NotFoundError, UnprocessableEntityError
 
-from mandate.service.settings import Settings
+from mandate.runtime.settings import Settings
 from tests.utils.conformance import NOT_SERVED, assert_response_shape, assert_shape, reference_routes
 from tests.utils.conformance_world import ASSISTANT_ADMINS, granted
 from tests.utils.threads import bearer, new_thread

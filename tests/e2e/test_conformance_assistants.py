@@ -19,8 +19,8 @@ from langgraph_sdk.errors import ConflictError, NotFoundError, PermissionDeniedE
 
 from mandate.auth import Relationship
 from mandate.auth import vocabulary as fga
-from mandate.service.assistants import MAX_ASSISTANTS_PER_TENANT
-from mandate.service.settings import DEV_ISSUER_KEY, Settings
+from mandate.runtime.assistants import MAX_ASSISTANTS_PER_TENANT
+from mandate.runtime.settings import DEV_ISSUER_KEY, Settings
 from tests.utils.conformance import assert_shape, error_of
 from tests.utils.conformance_world import ASSISTANT_ADMINS, granted
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from mandate.service.settings import Settings
+from mandate.runtime.settings import Settings
 from tests.utils.conformance import assert_response_shape, assert_shape
 from tests.utils.conformance_world import ASSISTANT_ADMINS, granted
 

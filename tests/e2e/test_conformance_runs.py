@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from langgraph_sdk import get_client
 
-from mandate.service.settings import Settings
+from mandate.runtime.settings import Settings
 from tests.utils.approvals import OTP, pending_payment
 from tests.utils.conformance import assert_shape, error_of
 from tests.utils.threads import bearer, new_thread

@@ -21,8 +21,9 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from mandate.audit import build_tracer_provider
-from mandate.service import DevSettings, Settings, create_app
-from mandate.service.settings import ConfigurationError
+from mandate.runtime.settings import DevSettings, Settings
+from mandate.api.app import create_app
+from mandate.runtime.settings import ConfigurationError
 from tests.utils.browser import headless_chromium
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.threads import bearer

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from mandate.service import Settings
+from mandate.runtime.settings import Settings
 from tests.utils.servers import free_port, wait_until_up
 from tests.utils.threads import ask, bearer, last_answer, new_thread
 from tests.utils.tokens import login
@@ -36,7 +36,7 @@ def _service(settings: Settings, port: int, *, delay: float) -> Iterator[subproc
         "MANDATE_DEMO_API_DELAY": str(delay),
     }
     log = (Path(settings.data_dir) / f"serve-{port}.log").open("ab")
-    process = subprocess.Popen([sys.executable, "-m", "mandate.service.cli", "serve"], env=env, stdout=log, stderr=log)
+    process = subprocess.Popen([sys.executable, "-m", "mandate.cli.main", "serve"], env=env, stdout=log, stderr=log)
     try:
         wait_until_up(f"http://127.0.0.1:{port}", process, log=log.name, timeout=60)
         yield process

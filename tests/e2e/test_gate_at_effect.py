@@ -19,9 +19,9 @@ from mandate.audit import build_tracer_provider
 from mandate.auth import Principal
 from mandate.graphs import GraphContext, MandateState
 from mandate.nodes import make_tool_executor
-from mandate.service import Settings
-from mandate.service.runs import context_for
-from mandate.service.runtime import open_services
+from mandate.runtime.settings import Settings
+from mandate.runtime.runs import context_for
+from mandate.runtime.services import open_services
 from mandate.tools import args_hash
 from tests.utils.approvals import OTP, PAYMENT, payments_of, pending_payment
 from tests.utils.threads import ask, bearer, last_answer, new_thread, resume

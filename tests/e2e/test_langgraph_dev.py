@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from langgraph_sdk import get_client
 
-from mandate.service import Settings
+from mandate.runtime.settings import Settings
 from tests.utils.servers import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,9 @@ import psycopg
 import pytest
 
 from mandate.audit import build_tracer_provider
-from mandate.service import DevSettings, Settings, create_app
-from mandate.service.limits import MAX_BODY_BYTES, MAX_METADATA_BYTES, MAX_RESUME_BYTES
+from mandate.runtime.settings import DevSettings, Settings
+from mandate.api.app import create_app
+from mandate.api.limits import MAX_BODY_BYTES, MAX_METADATA_BYTES, MAX_RESUME_BYTES
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.threads import ask, bearer, new_thread
 from tests.utils.tokens import login

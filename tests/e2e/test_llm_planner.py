@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from mandate.audit import build_tracer_provider
-from mandate.service import DevSettings, Settings, create_app
+from mandate.runtime.settings import DevSettings, Settings
+from mandate.api.app import create_app
 from tests.utils.openai_double import ChatDouble
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.threads import ask, bearer, last_answer, new_thread, resume

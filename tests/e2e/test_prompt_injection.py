@@ -10,7 +10,8 @@ import pytest
 
 from mandate.audit import build_tracer_provider
 from mandate.auth import Relationship
-from mandate.service import DevSettings, Settings, create_app
+from mandate.runtime.settings import DevSettings, Settings
+from mandate.api.app import create_app
 from tests.utils.openai_double import ChatDouble
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.services import room_services

@@ -12,7 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from mandate.service import Settings
+from mandate.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

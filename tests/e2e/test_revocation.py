@@ -14,9 +14,9 @@ import pytest
 
 from mandate._db import open_pool
 from mandate.auth import TokenVaultStore
-from mandate.service import Settings
-from mandate.service.sessions import IDLE_TIMEOUT_SECONDS
-from mandate.service.users_cli import add_users_commands
+from mandate.runtime.settings import Settings
+from mandate.runtime.sessions import IDLE_TIMEOUT_SECONDS
+from mandate.cli.users import add_users_commands
 from tests.e2e.test_approver_page import PageSession, approval_id_on, page_sign_in, session_key
 from tests.utils.approvals import OTP, payments_of, pending_payment
 from tests.utils.threads import bearer

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from mandate.service import Settings
+from mandate.runtime.settings import Settings
 from tests.utils.approvals import PAYMENT
 from tests.utils.threads import bearer, last_answer, new_thread, resume
 

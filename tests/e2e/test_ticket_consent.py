@@ -7,7 +7,7 @@ from collections.abc import Callable
 import httpx
 import psycopg
 
-from mandate.service import Settings
+from mandate.runtime.settings import Settings
 from tests.utils.threads import ask, last_answer, new_thread, resume
 
 

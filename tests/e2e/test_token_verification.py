@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from joserfc.jwk import RSAKey
 
 from mandate.auth import TokenError
-from mandate.service import Settings
+from mandate.runtime.settings import Settings
 from tests.utils.threads import bearer
 from tests.utils.tokens import claims_of, dev_issuer_key, fresh_claims, sign, unsigned
 

@@ -9,7 +9,8 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from mandate.audit import build_tracer_provider
-from mandate.service import DevSettings, Settings, create_app
+from mandate.runtime.settings import DevSettings, Settings
+from mandate.api.app import create_app
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.threads import ask, new_thread, resume
 from tests.utils.tokens import login

@@ -23,9 +23,9 @@ from mandate.evidence import (
     redacted_configuration,
     write_bundle,
 )
-from mandate.service import Settings
-from mandate.service.controls_cli import _audit_chain, add_controls_commands
-from mandate.service.settings import AgentClientSettings
+from mandate.runtime.settings import Settings
+from mandate.cli.controls import _audit_chain, add_controls_commands
+from mandate.runtime.settings import AgentClientSettings
 
 REPO = Path(__file__).resolve().parents[2]
 SECRETS = {

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mandate.evidence import Control, EvidenceRun, TestServers, gather_evidence, read_controls
-from mandate.service import Settings
+from mandate.runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 CONTROLS = read_controls(REPO / "docs" / "controls.md")

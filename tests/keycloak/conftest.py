@@ -24,8 +24,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from mandate.audit import build_tracer_provider
 from mandate.auth import ensure_store_and_model
-from mandate.service import DevSettings, Settings, create_app
-from mandate.service._keycloak import (
+from mandate.runtime.settings import DevSettings, Settings
+from mandate.api.app import create_app
+from mandate.devstack.keycloak import (
     KEYCLOAK_ISSUER_KEY,
     KEYCLOAK_VERSION,
     EmbeddedKeycloak,
@@ -36,9 +37,9 @@ from mandate.service._keycloak import (
     find_java_home,
     trust_keycloak,
 )
-from mandate.service._postgres import EmbeddedPostgres
-from mandate.service.runtime import MODEL_PATH
-from mandate.service.settings import AgentClientSettings
+from mandate.devstack.postgres import EmbeddedPostgres
+from mandate.runtime.services import MODEL_PATH
+from mandate.runtime.settings import AgentClientSettings
 from tests.keycloak.helpers import browser_login
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.services import authorizer

@@ -21,8 +21,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
-from mandate.service import Settings
-from mandate.service._keycloak import EmbeddedKeycloak
+from mandate.runtime.settings import Settings
+from mandate.devstack.keycloak import EmbeddedKeycloak
 from tests.keycloak.helpers import Jar, login_pages, otp_secret, totp
 from tests.utils.approvals import payments_of, pending_payment
 from tests.utils.browser import PAGE_TIMEOUT, headless_chromium, submit

@@ -15,8 +15,8 @@ import httpx
 import psycopg
 import pytest
 
-from mandate.service import Settings
-from mandate.service._keycloak import EmbeddedKeycloak
+from mandate.runtime.settings import Settings
+from mandate.devstack.keycloak import EmbeddedKeycloak
 from tests.keycloak.helpers import LoginRefused, browser_login
 from tests.utils.approvals import OTP, PAYMENT, payments_of, pending_payment
 from tests.utils.threads import ask, bearer, last_answer, new_thread, resume

@@ -17,8 +17,8 @@ import pytest
 from opentelemetry import trace
 
 from mandate.auth import TokenBroker, TokenExchangeError
-from mandate.service import Settings
-from mandate.service._keycloak import EmbeddedKeycloak
+from mandate.runtime.settings import Settings
+from mandate.devstack.keycloak import EmbeddedKeycloak
 from tests.keycloak.helpers import browser_login, exchange
 from tests.utils.threads import bearer
 from tests.utils.tokens import claims_of

@@ -10,9 +10,9 @@ import pytest
 
 from mandate.auth import TokenVerifier, TrustedIssuer
 from mandate.auth.errors import ClientNotAllowedError
-from mandate.service import Settings
-from mandate.service._keycloak import EmbeddedKeycloak, demo_login, demo_otp
-from mandate.service.runtime import trusted_issuers
+from mandate.runtime.settings import Settings
+from mandate.devstack.keycloak import EmbeddedKeycloak, demo_login, demo_otp
+from mandate.runtime.services import trusted_issuers
 from tests.keycloak.helpers import browser_login, exchange, otp_secret, password_grant, totp
 from tests.utils.threads import bearer
 from tests.utils.tokens import claims_of

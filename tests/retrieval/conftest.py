@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from mandate.auth import ensure_store_and_model
-from mandate.service import Settings
-from mandate.service.runtime import MODEL_PATH
+from mandate.runtime.settings import Settings
+from mandate.runtime.services import MODEL_PATH
 from tests.retrieval.support import Rooms, open_rooms
 
 

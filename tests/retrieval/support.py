@@ -21,7 +21,7 @@ from mandate import retrieval
 from mandate._db import Pool, apply_migrations, open_pool
 from mandate.auth import OpenFgaAuthorizer, Relationship, open_fga_client
 from mandate.retrieval import AuthorizedRetriever, Ingestor, LexicalEmbeddings, OpenFgaDirectory
-from mandate.service import Settings
+from mandate.runtime.settings import Settings
 
 AGENT = "agent:retriever"
 

@@ -10,7 +10,7 @@ from opentelemetry import trace
 from mandate._db import open_pool
 from mandate.auth import AuthorizationUnavailableError, Relationship
 from mandate.retrieval import AuthorizedRetriever, DocumentSpec, FolderSpec, LexicalEmbeddings, RetrievalUnavailableError
-from mandate.service import Settings
+from mandate.runtime.settings import Settings
 from tests.retrieval.support import AGENT, Rooms, open_rooms, tenant_grants, unique
 from tests.utils.servers import free_port
 

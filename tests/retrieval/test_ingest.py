@@ -17,7 +17,7 @@ from mandate.retrieval import (
     document_id_for,
     load_file,
 )
-from mandate.service import Settings
+from mandate.runtime.settings import Settings
 from tests.retrieval.files import write_corpus
 from tests.retrieval.support import AGENT, EmbeddingsDouble, Rooms, open_rooms, tenant_grants, unique
 from tests.utils.servers import free_port, serve_in_thread

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mandate.service import Settings
-from mandate.service.cli import main
+from mandate.runtime.settings import Settings
+from mandate.cli.main import main
 from tests.retrieval.files import write_corpus
 from tests.retrieval.support import AGENT, Rooms, tenant_grants, unique
 

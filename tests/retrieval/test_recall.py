@@ -18,7 +18,7 @@ import pytest
 
 from mandate.auth import Relationship
 from mandate.retrieval import DocumentSpec, FolderSpec, OpenFgaDirectory, SearchTuning
-from mandate.service import Settings
+from mandate.runtime.settings import Settings
 from tests.retrieval.support import AGENT, Rooms, TableEmbeddings, clustered_unit_vectors, open_rooms, tenant_grants, unique
 
 DOCUMENTS = 100

@@ -8,7 +8,7 @@ import pytest
 
 from mandate.auth import AuthorizationUnavailableError, Relationship
 from mandate.retrieval import DocumentSpec
-from mandate.service import Settings
+from mandate.runtime.settings import Settings
 from tests.utils.servers import free_port
 from tests.utils.services import room_services
 

@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 
 from mandate.auth import Relationship, ensure_store_and_model
 from mandate.auth import vocabulary as fga
-from mandate.service.runtime import MODEL_PATH
-from mandate.service.settings import DEV_ISSUER_KEY, Settings
+from mandate.runtime.services import MODEL_PATH
+from mandate.runtime.settings import DEV_ISSUER_KEY, Settings
 from tests.utils.services import authorizer
 
 __all__ = ["ASSISTANT_ADMINS", "granted"]

@@ -12,8 +12,8 @@ from mandate import retrieval
 from mandate._db import Pool, apply_migrations, open_pool
 from mandate.auth import OpenFgaAuthorizer, ensure_store_and_model, open_fga_client
 from mandate.retrieval import AuthorizedRetriever, Ingestor, LexicalEmbeddings, OpenFgaDirectory
-from mandate.service import Settings
-from mandate.service.runtime import MODEL_PATH
+from mandate.runtime.settings import Settings
+from mandate.runtime.services import MODEL_PATH
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

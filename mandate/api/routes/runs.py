@@ -1,0 +1,238 @@
+"""Runs on threads (``/threads/{id}/runs…``) and stateless runs (``/runs``, ``/runs/wait``, ``/runs/stream``, ``/runs/batch``).
+
+Answers carry the reference server's ``Content-Location`` (the run) and, for waits and streams,
+``Location`` (where to rejoin it). A stateless run's thread is the caller's, so its locations are
+the thread's: addressable by its owner until the run ends and the thread is deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, get_args
+
+from fastapi import APIRouter, Body, Query, Response
+from sse_starlette.sse import EventSourceResponse
+
+from mandate.auth import Principal
+from mandate.errors import AppError
+from mandate.api.deps import BearerToken, CurrentPrincipal, Runs, ServicesDep
+from mandate.runtime.errors import ThreadNotFoundError, UnsupportedOptionError
+from mandate.api.limits import PageLimit, PageOffset
+from mandate.runtime.runs import RunEvent, RunManager
+from mandate.runtime.services import Services
+from mandate.api.schemas import RunCreate, RunPublic, RunsCancel, RunStatus, StreamMode
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["runs"])
+_log = logging.getLogger(__name__)
+MAX_BATCH = 10
+STREAM_MODES: tuple[str, ...] = get_args(StreamMode)
+"""Most stateless runs one ``/runs/batch`` may start."""
+
+
+async def _owned_thread(services: Services, principal: Principal, thread_id: str, body: RunCreate) -> None:
+    """The caller must own the thread; ``if_not_exists="create"`` creates it for them."""
+    try:
+        await services.threads.get(principal, thread_id)
+    except ThreadNotFoundError:
+        if body.if_not_exists != "create":
+            raise
+        await services.threads.create(principal, thread_id=thread_id, metadata={})
+
+
+def _locations(run: dict[str, Any], rejoin: str | None) -> dict[str, str]:
+    """The run's ``Content-Location`` and, for a wait or a stream, the ``Location`` to rejoin it."""
+    run_path = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
+    headers = {"Content-Location": run_path}
+    if rejoin:
+        headers["Location"] = f"{run_path}/{rejoin}"
+    return headers
+
+
+async def _as_sse(run_id: str, events: AsyncIterator[RunEvent]) -> AsyncIterator[dict[str, str]]:
+    try:
+        async for event in events:
+            yield {"event": event.event, "data": json.dumps(event.data, default=str)}
+    except AppError as exc:  # after the stream started, an error is an event, never a trace
+        yield {"event": "error", "data": json.dumps({"error": exc.code, "message": exc.message})}
+    except Exception as exc:  # noqa: BLE001  (the same for a failure we did not foresee)
+        _log.error("run %s failed while streaming: %s", run_id, type(exc).__name__)
+        yield {"event": "error", "data": json.dumps({"error": "internal_error", "message": "Internal error."})}
+
+
+def _sse(
+    runs: RunManager, run: dict[str, Any], body: RunCreate, caller: Principal, token: str, *, temporary: bool = False
+) -> EventSourceResponse:
+    events = runs.events(run, body=body, caller=caller, token=token, temporary=temporary)
+    headers = {**_locations(run, "stream"), "Cache-Control": "no-store"}
+    return EventSourceResponse(_as_sse(run["run_id"], events), headers=headers)
+
+
+@router.post("/threads/{thread_id}/runs/wait")
+async def run_wait(
+    thread_id: str, body: RunCreate, response: Response, principal: CurrentPrincipal, token: BearerToken,
+    services: ServicesDep, runs: Runs,
+) -> dict[str, Any]:
+    """Start a run (``input``), resume one (``command.resume``) or continue one (neither); wait for it."""
+    await _owned_thread(services, principal, thread_id, body)
+    run = await runs.create(thread_id=thread_id, body=body, caller=principal)
+    response.headers.update(_locations(run, "join"))
+    return await runs.wait(run, body=body, caller=principal, token=token)
+
+
+@router.post("/threads/{thread_id}/runs/stream")
+async def run_stream(
+    thread_id: str, body: RunCreate, principal: CurrentPrincipal, token: BearerToken, services: ServicesDep, runs: Runs
+) -> EventSourceResponse:
+    """Like ``/runs/wait``, streamed as server-sent events in the requested stream modes."""
+    await _owned_thread(services, principal, thread_id, body)
+    run = await runs.create(thread_id=thread_id, body=body, caller=principal)
+    return _sse(runs, run, body, principal, token)
+
+
+@router.post("/threads/{thread_id}/runs", response_model=RunPublic)
+async def run_background(
+    thread_id: str, body: RunCreate, response: Response, principal: CurrentPrincipal, token: BearerToken,
+    services: ServicesDep, runs: Runs,
+) -> dict[str, Any]:
+    """Start a run in the background; poll it, join it or cancel it."""
+    await _owned_thread(services, principal, thread_id, body)
+    run = await runs.create(thread_id=thread_id, body=body, caller=principal)
+    runs.start(run, body=body, caller=principal, token=token)
+    response.headers.update(_locations(run, None))
+    return run
+
+
+@router.get("/threads/{thread_id}/runs", response_model=list[RunPublic])
+async def list_runs(
+    thread_id: str, principal: CurrentPrincipal, services: ServicesDep, runs: Runs,
+    limit: PageLimit = 10, offset: PageOffset = 0, status: RunStatus | None = None,
+) -> list[dict[str, Any]]:
+    """Runs of one of the caller's threads, newest first."""
+    await services.threads.get(principal, thread_id)
+    return await runs.list(thread_id, limit=limit, offset=offset, status=status)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}", response_model=RunPublic)
+async def get_run(thread_id: str, run_id: str, principal: CurrentPrincipal, services: ServicesDep, runs: Runs) -> dict[str, Any]:
+    """One run."""
+    await services.threads.get(principal, thread_id)
+    return await runs.get(thread_id, run_id)
+
+
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
+async def delete_run(thread_id: str, run_id: str, principal: CurrentPrincipal, services: ServicesDep, runs: Runs) -> Response:
+    """Delete a finished run's record; the thread and its checkpoints stay."""
+    await services.threads.get(principal, thread_id)
+    await runs.delete(thread_id, run_id)
+    return Response(status_code=204)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/join")
+async def join_run(thread_id: str, run_id: str, principal: CurrentPrincipal, services: ServicesDep, runs: Runs) -> dict[str, Any]:
+    """Wait for a background run; the thread's values."""
+    await services.threads.get(principal, thread_id)
+    return await runs.join(thread_id, run_id)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+async def join_run_stream(
+    thread_id: str, run_id: str, principal: CurrentPrincipal, services: ServicesDep, runs: Runs,
+    stream_mode: Annotated[list[str] | None, Query(max_length=len(STREAM_MODES))] = None,
+) -> EventSourceResponse:
+    """The run's events from now on while it executes in this process, then ``end`` (no replay)."""
+    asked = [m for m in stream_mode or () if m]  # the SDK sends an empty value for "every mode"
+    unknown = sorted(set(asked) - set(STREAM_MODES))
+    if unknown:
+        raise UnsupportedOptionError(f"stream_mode {unknown[0][:32]!r} is not a stream mode.")
+    await services.threads.get(principal, thread_id)
+    await runs.get(thread_id, run_id)
+    modes = {"messages" if m == "messages-tuple" else m for m in asked} or None
+    return EventSourceResponse(_as_sse(run_id, runs.join_stream(thread_id, run_id, modes=modes)), headers={"Cache-Control": "no-store"})
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel", response_model=RunPublic)
+async def cancel_run(thread_id: str, run_id: str, principal: CurrentPrincipal, services: ServicesDep, runs: Runs) -> dict[str, Any]:
+    """Cancel a background run; the thread can be continued from its last checkpoint."""
+    await services.threads.get(principal, thread_id)
+    return await runs.cancel(thread_id, run_id)
+
+
+@router.post("/runs/cancel", status_code=204)
+async def cancel_runs(body: RunsCancel, principal: CurrentPrincipal, services: ServicesDep, runs: Runs) -> Response:
+    """Cancel the caller's background runs, by thread and ids or by status (others' runs are never touched).
+
+    A thread named in the body must be the caller's (404 ``thread_not_found`` otherwise); run ids
+    that are not theirs are skipped.
+    """
+    if body.thread_id is not None:
+        await services.threads.get(principal, str(body.thread_id))
+    await runs.cancel_many(principal, thread_id=body.thread_id, run_ids=body.run_ids, status=body.status)
+    return Response(status_code=204)
+
+
+async def _stateless(services: Services, principal: Principal) -> str:
+    row = await services.threads.create(principal, thread_id=None, metadata={"stateless": True})
+    return str(row["thread_id"])
+
+
+async def _stateless_run(services: Services, runs: RunManager, principal: Principal, body: RunCreate) -> dict[str, Any]:
+    """A run on a new temporary thread of the caller's; the thread goes if the run is refused."""
+    thread_id = await _stateless(services, principal)
+    try:
+        return await runs.create(thread_id=thread_id, body=body, caller=principal)
+    except BaseException:
+        await services.threads.delete(principal, thread_id)
+        raise
+
+
+@router.post("/runs/wait")
+async def stateless_wait(
+    body: RunCreate, response: Response, principal: CurrentPrincipal, token: BearerToken, services: ServicesDep, runs: Runs
+) -> dict[str, Any]:
+    """A run on a temporary thread, deleted when the run ends (unless it paused)."""
+    run = await _stateless_run(services, runs, principal, body)
+    response.headers.update(_locations(run, "join"))
+    return await runs.wait(run, body=body, caller=principal, token=token, temporary=True)
+
+
+@router.post("/runs/stream")
+async def stateless_stream(
+    body: RunCreate, principal: CurrentPrincipal, token: BearerToken, services: ServicesDep, runs: Runs
+) -> EventSourceResponse:
+    """A streamed run on a temporary thread, deleted when the run ends (unless it paused)."""
+    run = await _stateless_run(services, runs, principal, body)
+    return _sse(runs, run, body, principal, token, temporary=True)
+
+
+@router.post("/runs", response_model=RunPublic)
+async def stateless_background(
+    body: RunCreate, response: Response, principal: CurrentPrincipal, token: BearerToken, services: ServicesDep, runs: Runs
+) -> dict[str, Any]:
+    """A background run on a temporary thread, deleted when the run ends (unless it paused)."""
+    run = await _stateless_run(services, runs, principal, body)
+    runs.start(run, body=body, caller=principal, token=token, temporary=True)
+    response.headers.update(_locations(run, None))
+    return run
+
+
+@router.post("/runs/batch", response_model=list[RunPublic])
+async def stateless_batch(
+    bodies: Annotated[list[RunCreate], Body(min_length=1, max_length=MAX_BATCH)],
+    principal: CurrentPrincipal, token: BearerToken, services: ServicesDep, runs: Runs,
+) -> list[dict[str, Any]]:
+    """Several background runs, each on its own temporary thread (at most ``MAX_BATCH``)."""
+    created: list[tuple[dict[str, Any], RunCreate]] = []
+    try:
+        for body in bodies:
+            created.append((await _stateless_run(services, runs, principal, body), body))
+    except BaseException:
+        for run, _ in created:  # all or nothing: the runs already recorded never start
+            await services.threads.delete(principal, run["thread_id"])
+        raise
+    for run, body in created:
+        runs.start(run, body=body, caller=principal, token=token, temporary=True)
+    return [run for run, _ in created]

@@ -1,0 +1,405 @@
+"""HTTP bodies of the LangGraph-server-shaped API (pydantic at the edge only).
+
+Requests are ``XCreate`` / ``XPatch`` / ``XSearch``; answers are ``XPublic``. Fields of the
+reference API that would let a client steer around a control raise
+:class:`~mandate.runtime.errors.ControlFieldRefusedError` from their validator (a typed error
+passes through pydantic untouched and is answered by the error map); options Mandate does not
+offer raise :class:`~mandate.runtime.errors.UnsupportedOptionError`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from mandate.runtime.errors import ControlFieldRefusedError, UnsupportedOptionError
+from mandate.api.limits import MAX_OFFSET, MAX_PAGE, Metadata, ResumeValue
+
+__all__ = [
+    "AssistantCount",
+    "AssistantCreate",
+    "AssistantLatest",
+    "AssistantPatch",
+    "AssistantPublic",
+    "AssistantSearch",
+    "AssistantVersionsSearch",
+    "MessageIn",
+    "RunCommand",
+    "RunCreate",
+    "RunInput",
+    "RunPublic",
+    "RunsCancel",
+    "StateUpdate",
+    "StateUpdated",
+    "ThreadCount",
+    "ThreadCreate",
+    "ThreadPatch",
+    "ThreadPrune",
+    "ThreadPruned",
+    "ThreadPublic",
+    "ThreadSearch",
+]
+
+MAX_MESSAGE_CHARS = 20_000
+MAX_NAME_CHARS = 200
+MAX_DESCRIPTION_CHARS = 4_000
+MAX_CONFIG_BYTES = 16 * 1024
+"""Largest ``config`` or ``context`` of an assistant, as JSON."""
+MAX_IDS = 1_000
+"""Most ids one search, prune or cancel may name."""
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _small_json(value: dict[str, Any]) -> dict[str, Any]:
+    if len(json.dumps(value, default=str).encode()) > MAX_CONFIG_BYTES:
+        raise ValueError(f"larger than {MAX_CONFIG_BYTES // 1024} KiB as JSON")
+    if _has_nul(value):
+        raise ValueError("may not contain NUL characters")
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("may not contain NUL characters")
+    return value
+
+
+ConfigObject = Annotated[dict[str, Any], AfterValidator(_small_json)]
+"""An assistant's ``config`` or ``context``: bounded, and storable (Postgres keeps no NUL in JSON)."""
+Text = Annotated[str, AfterValidator(_no_nul)]
+"""A string Postgres can store and compare (no NUL)."""
+
+
+def _unsupported(option: str, why: str) -> UnsupportedOptionError:
+    return UnsupportedOptionError(f"{option} is not offered: {why}.")
+
+
+# Threads.
+
+
+class ThreadCreate(BaseModel):
+    """``POST /threads``. ``supersteps`` (state written as nodes) and ``ttl`` are refused."""
+
+    thread_id: str | None = None
+    metadata: Metadata
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+    supersteps: list[Any] | None = None
+    ttl: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _refusals(self) -> ThreadCreate:
+        if self.supersteps:
+            raise ControlFieldRefusedError("supersteps write state as graph nodes; only a run moves a thread past a node.")
+        if self.ttl is not None:
+            raise _unsupported("ttl", "threads live until their owner deletes or prunes them")
+        return self
+
+
+class ThreadPatch(BaseModel):
+    """``PATCH /threads/{id}``: merge metadata."""
+
+    metadata: Metadata
+    ttl: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _refusals(self) -> ThreadPatch:
+        if self.ttl is not None:
+            raise _unsupported("ttl", "threads live until their owner deletes or prunes them")
+        return self
+
+
+class StateUpdate(BaseModel):
+    """``POST /threads/{id}/state``: add user messages to an idle thread; nothing else is writable.
+
+    ``as_node`` is accepted only empty: choosing which node "ran" would move a thread past a
+    gate. ``values: null`` is a checkpoint-only update and writes nothing. ``checkpoint`` /
+    ``checkpoint_id`` may name only the thread's latest checkpoint (no forks; checked by the route).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    values: RunInput | None
+    as_node: None = None
+    checkpoint: dict[str, Any] | None = None
+    checkpoint_id: str | None = None
+
+    @property
+    def named_checkpoint(self) -> str | None:
+        """The checkpoint id the client names, if any."""
+        return (self.checkpoint or {}).get("checkpoint_id") or self.checkpoint_id
+
+
+class StateUpdated(BaseModel):
+    """The answer to ``POST /threads/{id}/state``: the checkpoint now current."""
+
+    checkpoint: dict[str, Any]
+
+
+ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
+ThreadField = Literal[
+    "thread_id", "created_at", "updated_at", "state_updated_at", "metadata", "config", "status", "values", "interrupts"
+]
+
+
+class ThreadSearch(BaseModel):
+    """``POST /threads/search``. ``values`` and ``extract`` filters are refused (state lives in checkpoints)."""
+
+    ids: list[uuid.UUID] | None = Field(default=None, max_length=MAX_IDS)
+    status: ThreadStatus | None = None
+    metadata: Metadata
+    values: dict[str, Any] | None = None
+    limit: int = Field(default=10, ge=1, le=MAX_PAGE)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    sort_by: Literal["thread_id", "status", "created_at", "updated_at", "state_updated_at"] | None = None
+    sort_order: Literal["asc", "desc"] | None = None
+    select: list[ThreadField] | None = None
+    extract: dict[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _refusals(self) -> ThreadSearch:
+        if self.values:
+            raise _unsupported("A values filter", "thread state lives in checkpoints; filter on metadata instead")
+        if self.extract:
+            raise _unsupported("extract", "select the fields you need instead")
+        return self
+
+
+class ThreadCount(BaseModel):
+    """``POST /threads/count``."""
+
+    status: ThreadStatus | None = None
+    metadata: Metadata
+    values: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _refusals(self) -> ThreadCount:
+        if self.values:
+            raise _unsupported("A values filter", "thread state lives in checkpoints; filter on metadata instead")
+        return self
+
+
+class ThreadPrune(BaseModel):
+    """``POST /threads/prune``: the caller's threads only; others are skipped, never revealed."""
+
+    thread_ids: list[uuid.UUID] = Field(max_length=MAX_IDS)
+    strategy: Literal["delete", "keep_latest"] = "delete"
+
+
+class ThreadPruned(BaseModel):
+    """The answer to ``POST /threads/prune``."""
+
+    pruned_count: int
+
+
+class ThreadPublic(BaseModel):
+    """A thread in the LangGraph server's shape."""
+
+    thread_id: str
+    status: ThreadStatus
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    values: dict[str, Any] = Field(default_factory=dict)
+    interrupts: dict[str, Any] = Field(default_factory=dict)
+
+
+# Runs.
+
+
+class MessageIn(BaseModel):
+    """One user message; LangChain's ``type`` and OpenAI's ``role`` spellings are both accepted."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["user", "human"] | None = None
+    type: Literal["user", "human"] | None = None
+    content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+
+    @model_validator(mode="after")
+    def _is_from_user(self) -> MessageIn:
+        if self.role is None and self.type is None:
+            raise ValueError("a message needs role 'user' (or type 'human')")
+        return self
+
+
+class RunInput(BaseModel):
+    """Run input: only messages; nothing else in state can be set by a client."""
+
+    model_config = ConfigDict(extra="forbid")
+    messages: list[MessageIn] = Field(min_length=1, max_length=20)
+
+
+class RunCommand(BaseModel):
+    """Resume a paused run with the answer to its interrupt."""
+
+    model_config = ConfigDict(extra="forbid")
+    resume: ResumeValue
+
+
+StreamMode = Literal[
+    "values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints", "events"
+]
+
+
+class RunCreate(BaseModel):
+    """A run: ``input`` starts one, ``command.resume`` answers an interrupt, neither continues one.
+
+    Fields of the LangGraph server API that would let a client steer around Mandate's controls
+    (``config.configurable``, ``context``, ``checkpoint``) are refused with ``control_field_refused``;
+    an assistant's vetted configuration is what a run applies.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+    assistant_id: str | None = None
+    """Graph id or assistant UUID; omitted, the thread's own assistant (``mandate`` for a new thread)."""
+    input: RunInput | None = None
+    command: RunCommand | None = None
+    metadata: Metadata
+    stream_mode: StreamMode | list[StreamMode] = "values"
+    stream_subgraphs: bool = False
+    interrupt_before: Literal["*"] | list[str] | None = None
+    interrupt_after: Literal["*"] | list[str] | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    checkpoint_id: str | None = None
+    checkpoint: dict[str, Any] | None = None
+    if_not_exists: Literal["create", "reject"] = "reject"
+    on_completion: Literal["delete", "keep"] = "delete"
+    """Stateless runs only: whether their temporary thread is deleted when they end (a paused one stays)."""
+
+    @model_validator(mode="after")
+    def _no_steering(self) -> RunCreate:
+        configurable = (self.config or {}).get("configurable") or {}
+        if configurable or self.context or self.checkpoint or self.checkpoint_id:
+            raise ControlFieldRefusedError(
+                "config.configurable, context and checkpoint cannot be set by clients; an assistant's vetted configuration applies."
+            )
+        return self
+
+    @property
+    def stream_modes(self) -> list[str]:
+        """Requested stream modes, as a list without duplicates."""
+        modes = [self.stream_mode] if isinstance(self.stream_mode, str) else list(self.stream_mode)
+        return list(dict.fromkeys(modes)) or ["values"]
+
+
+RunStatus = Literal["pending", "running", "error", "success", "timeout", "interrupted"]
+
+
+class RunPublic(BaseModel):
+    """A run in the LangGraph server's shape (``graph_id`` added: the graph the run executes)."""
+
+    run_id: str
+    thread_id: str
+    assistant_id: str
+    graph_id: str
+    status: RunStatus
+    metadata: dict[str, Any]
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    multitask_strategy: Literal["reject", "rollback", "interrupt", "enqueue"] = "reject"
+    created_at: datetime
+    updated_at: datetime
+
+
+class RunsCancel(BaseModel):
+    """``POST /runs/cancel``: the caller's runs by thread and ids, or all of theirs in a status."""
+
+    thread_id: uuid.UUID | None = None
+    run_ids: list[uuid.UUID] | None = Field(default=None, max_length=MAX_IDS)
+    status: Literal["pending", "running", "all"] | None = None
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> RunsCancel:
+        if self.status is None and not (self.thread_id and self.run_ids):
+            raise ValueError("name a status, or a thread_id with run_ids")
+        return self
+
+
+# Assistants.
+
+
+class AssistantCreate(BaseModel):
+    """``POST /assistants``."""
+
+    assistant_id: uuid.UUID | None = None
+    graph_id: Text = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    config: ConfigObject = Field(default_factory=dict)
+    context: ConfigObject = Field(default_factory=dict)
+    metadata: Metadata
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+    name: Text = Field(default="Untitled", min_length=1, max_length=MAX_NAME_CHARS)
+    description: Text | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
+
+
+class AssistantPatch(BaseModel):
+    """``PATCH /assistants/{id}``: a new version; metadata is merged, the rest replaced when given."""
+
+    graph_id: Text | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
+    config: ConfigObject | None = None
+    context: ConfigObject | None = None
+    metadata: Metadata
+    name: Text | None = Field(default=None, min_length=1, max_length=MAX_NAME_CHARS)
+    description: Text | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
+
+
+AssistantField = Literal[
+    "assistant_id", "graph_id", "name", "description", "config", "context", "created_at", "updated_at", "metadata", "version"
+]
+
+
+class AssistantCount(BaseModel):
+    """``POST /assistants/count``."""
+
+    metadata: Metadata
+    graph_id: Text | None = Field(default=None, max_length=MAX_NAME_CHARS)
+    name: Text | None = Field(default=None, max_length=MAX_NAME_CHARS)
+
+
+class AssistantSearch(AssistantCount):
+    """``POST /assistants/search``: newest first unless ``sort_by`` / ``sort_order`` say otherwise."""
+
+    limit: int = Field(default=10, ge=1, le=MAX_PAGE)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    sort_by: Literal["assistant_id", "created_at", "updated_at", "name", "graph_id"] | None = None
+    sort_order: Literal["asc", "desc"] | None = None
+    select: list[AssistantField] | None = None
+
+
+class AssistantVersionsSearch(BaseModel):
+    """``POST /assistants/{id}/versions``: newest version first."""
+
+    metadata: Metadata
+    limit: int = Field(default=10, ge=1, le=MAX_PAGE)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+
+
+class AssistantLatest(BaseModel):
+    """``POST /assistants/{id}/latest``: the version to make current (the SDK sends it in the body)."""
+
+    version: int = Field(ge=1)
+
+
+class AssistantPublic(BaseModel):
+    """An assistant in the LangGraph server's shape."""
+
+    assistant_id: str
+    graph_id: str
+    name: str
+    description: str | None
+    config: dict[str, Any]
+    context: dict[str, Any]
+    metadata: dict[str, Any]
+    version: int
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,140 @@
+"""The embedded dev stack: starts whatever the settings leave unset (Postgres, OpenFGA).
+
+Used by ``mandate dev`` and by the test fixtures, so both run the same real components; operator
+commands in dev mode (``mandate --dev audit …``) attach to it with :func:`attach_embedded`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from mandate.devstack.openfga import LOOPBACK, EmbeddedOpenFGA, ensure_openfga_binary
+from mandate.devstack.postgres import EmbeddedPostgres
+from mandate.runtime.settings import Settings
+
+__all__ = ["APP_DATABASE", "FGA_DATABASE", "DevStack", "attach_embedded"]
+
+APP_DATABASE = "mandate"
+"""Database of Mandate's own tables in the embedded Postgres."""
+FGA_DATABASE = "openfga"
+"""Database of OpenFGA's datastore in the embedded Postgres."""
+PROBE_TIMEOUT_S = 2.0
+"""How long :func:`attach_embedded` waits for a running OpenFGA to answer ``/healthz``."""
+
+
+class DevStack:
+    """Embedded Postgres 18 + pgvector and the real OpenFGA server, under ``settings.data_dir``."""
+
+    def __init__(self, settings: Settings, *, fga_grpc_port: int | None = None) -> None:
+        self._settings = settings
+        self._grpc_port = fga_grpc_port or settings.fga_port + 1
+        self._postgres: EmbeddedPostgres | None = None
+        self._openfga: EmbeddedOpenFGA | None = None
+
+    def start(self) -> Settings:
+        """Start the missing components (idempotent) and return settings that point at them.
+
+        If any component fails to start, the ones already started are stopped again.
+        """
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Settings:
+        settings = self._settings
+        data_dir = Path(settings.data_dir).absolute()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        update: dict[str, str] = {}
+        if not settings.database_url or not settings.fga_api_url:
+            self._postgres = EmbeddedPostgres(data_dir)
+            self._postgres.start()
+        if not settings.database_url:
+            assert self._postgres is not None
+            update["database_url"] = self._postgres.ensure_database(APP_DATABASE)
+        if not settings.fga_api_url:
+            assert self._postgres is not None
+            self._openfga = _openfga(settings, self._postgres, grpc_port=self._grpc_port)
+            update["fga_api_url"] = self._openfga.start()
+        return settings.model_copy(update=update)
+
+    def stop(self) -> None:
+        """Stop what :meth:`start` started (safe to call twice)."""
+        if self._openfga is not None:
+            self._openfga.stop()
+        if self._postgres is not None:
+            self._postgres.stop()
+
+
+@contextmanager
+def attach_embedded(settings: Settings, *, openfga: bool = False) -> Iterator[Settings]:
+    """Settings whose unset database (and OpenFGA, if asked) are those of the embedded stack.
+
+    The stack is the one under ``settings.data_dir``: servers that ``mandate dev`` runs are used as
+    they are; one that is not running is started for the block and stopped after it. A server this
+    function did not start is never stopped. Configured URLs are kept.
+
+    Args:
+        settings: Dev-mode settings (their ``data_dir``, ``tools_dir`` and ``fga_port``).
+        openfga: Whether the command needs OpenFGA too.
+
+    Yields:
+        ``settings`` with ``database_url`` (and ``fga_api_url``) filled in.
+
+    Raises:
+        RuntimeError: OpenFGA had to be started and could not be (the message says why).
+    """
+    update: dict[str, str] = {}
+    postgres: EmbeddedPostgres | None = None
+    stop_postgres = False
+    fga: EmbeddedOpenFGA | None = None
+
+    def embedded_postgres() -> EmbeddedPostgres:
+        nonlocal postgres, stop_postgres
+        if postgres is None:
+            postgres = EmbeddedPostgres(Path(settings.data_dir).absolute())
+            stop_postgres = postgres.pid is None  # ours to stop only if nobody ran it before
+            postgres.start()
+        return postgres
+
+    try:
+        if not settings.database_url:
+            update["database_url"] = embedded_postgres().ensure_database(APP_DATABASE)
+        if openfga and not settings.fga_api_url:
+            running = f"http://{LOOPBACK}:{settings.fga_port}"
+            if _serving(running):
+                update["fga_api_url"] = running
+            else:
+                fga = _openfga(settings, embedded_postgres(), grpc_port=settings.fga_port + 1)
+                update["fga_api_url"] = fga.start()
+        yield settings.model_copy(update=update)
+    finally:
+        if fga is not None:
+            fga.stop()
+        if postgres is not None and stop_postgres:
+            postgres.stop()
+
+
+def _openfga(settings: Settings, postgres: EmbeddedPostgres, *, grpc_port: int) -> EmbeddedOpenFGA:
+    data_dir = Path(settings.data_dir).absolute()
+    return EmbeddedOpenFGA(
+        binary=ensure_openfga_binary(settings.tools_dir),
+        datastore_uri=postgres.ensure_database(FGA_DATABASE),
+        http_port=settings.fga_port,
+        grpc_port=grpc_port,
+        log_path=data_dir / "openfga.log",
+    )
+
+
+def _serving(api_url: str) -> bool:
+    """Whether an OpenFGA server answers ``SERVING`` at ``api_url``."""
+    try:
+        response = httpx.get(f"{api_url}/healthz", timeout=PROBE_TIMEOUT_S)
+        return response.status_code == 200 and response.json().get("status") == "SERVING"
+    except (httpx.HTTPError, ValueError):
+        return False

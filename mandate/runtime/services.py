@@ -1,0 +1,210 @@
+"""Building the services once per process, from resolved settings, and closing them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from langchain_openai import ChatOpenAI
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.graph.state import CompiledStateGraph
+from opentelemetry import trace
+from opentelemetry.trace import TracerProvider
+
+from mandate import audit, auth, retrieval
+from mandate._db import Pool, apply_migrations, open_pool
+from mandate.audit import TRACER_NAME, AuditLog, Pseudonymizer
+from mandate.auth import (
+    OpenFgaAuthorizer,
+    TokenBroker,
+    TokenVaultStore,
+    TokenVerifier,
+    TrustedIssuer,
+    ensure_store_and_model,
+    open_fga_client,
+)
+from mandate.graphs import ASSISTANT_ID, build_graphs
+from mandate.nodes import LlmPlanner, LlmResponder, OfflinePlanner, OfflineResponder, Planner, Responder
+from mandate.retrieval import AuthorizedRetriever, Ingestor, OpenFgaDirectory, build_embeddings
+from mandate.runtime import queries, sessions
+from mandate.runtime.ledger import CallLedgerStore
+from mandate.runtime.signing import audit_signer
+from mandate.devstack.demo import seed_demo_world
+from mandate.runtime.sessions import SessionStore
+from mandate.runtime.settings import Settings
+from mandate.runtime.threads import ThreadStore
+from mandate.tools import ToolRegistry, demo_tools
+
+__all__ = ["MODEL_PATH", "Services", "graph_of", "open_services", "trusted_issuers"]
+
+MODEL_PATH = Path(__file__).resolve().parent.parent / "auth" / "model.fga"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Services:
+    """Everything a request needs, built once in the lifespan and injected by ``deps``."""
+
+    settings: Settings
+    pool: Pool
+    graphs: dict[str, CompiledStateGraph]
+    """Compiled graphs by assistant (graph) id."""
+    checkpointer: AsyncPostgresSaver
+    """Where every graph keeps its checkpoints."""
+    verifier: TokenVerifier
+    authz: OpenFgaAuthorizer
+    retriever: AuthorizedRetriever
+    ingestor: Ingestor
+    tools: ToolRegistry
+    brokers: dict[str, TokenBroker]
+    """Token brokers by OpenFGA agent id (``agent:executor``): each agent exchanges as its own client."""
+    vault: TokenVaultStore
+    ledger: CallLedgerStore
+    """The call ledger: the gate's authority, and the approval queue over the same rows."""
+    http: httpx.AsyncClient
+    audit: AuditLog
+    planner: Planner
+    responder: Responder
+    pseudonymize: Pseudonymizer
+    tracer: trace.Tracer
+    threads: ThreadStore
+    resource_verifiers: dict[str, TokenVerifier]
+    """Verifiers of the demo resource servers, by API name (``tickets``, ``payments``)."""
+    sessions: SessionStore
+    """The approver page's sessions and the operator's revocation check."""
+
+
+def graph_of(services: Services, thread: dict[str, Any]) -> CompiledStateGraph:
+    """The graph a thread runs (the default graph until its first run)."""
+    return services.graphs[thread.get("assistant_id") or ASSISTANT_ID]
+
+
+def trusted_issuers(settings: Settings) -> list[TrustedIssuer]:
+    """The allow-listed issuers of ``settings``, as the verifier takes them."""
+    return [
+        TrustedIssuer(
+            issuer=i.issuer, key=i.id, tenants=frozenset(i.tenants), algorithms=tuple(i.algorithms),
+            require_at_jwt=i.require_at_jwt, tenant_claim=i.tenant_claim,
+            client_ids=frozenset(i.client_ids), typ_claim=i.typ_claim, required_scopes=frozenset(i.required_scopes),
+            jwks_min_lifetime=i.jwks_min_lifetime_seconds, jwks_max_lifetime=i.jwks_max_lifetime_seconds,
+        )
+        for i in settings.oidc_issuers
+    ]
+
+
+def _models(settings: Settings) -> tuple[Planner, Responder]:
+    if not settings.llm_base_url:
+        return OfflinePlanner(), OfflineResponder()
+    chat = ChatOpenAI(
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key,
+        model=settings.llm_model,
+        temperature=0,
+        max_retries=1,
+        timeout=60,
+    )
+    return LlmPlanner(chat), LlmResponder(chat)
+
+
+@asynccontextmanager
+async def open_services(settings: Settings, *, tracer_provider: TracerProvider) -> AsyncIterator[Services]:
+    """Open pools and clients, apply migrations, seed the demo world if asked; close all on exit.
+
+    ``settings.database_url`` and ``settings.fga_api_url`` must be resolved (the dev stack does
+    that for the embedded defaults).
+    """
+    tracer = tracer_provider.get_tracer(TRACER_NAME)
+    pool = await open_pool(settings.database_url)
+    http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+    fga = None
+    audit_log: AuditLog | None = None
+    try:
+        for room, migrations in (
+            ("auth", auth.MIGRATIONS),
+            ("retrieval", retrieval.MIGRATIONS),
+            ("audit", audit.MIGRATIONS),
+            ("service", queries.MIGRATIONS),
+            ("sessions", sessions.MIGRATIONS),
+        ):
+            await apply_migrations(pool, room=room, migrations=migrations)
+        async with pool.connection() as conn:
+            # No run survives a restart of this single-instance service; a thread left busy by a
+            # crash is marked error so that it can be continued (an empty run) or resumed.
+            await conn.execute(queries.RESET_BUSY_THREADS)
+            await conn.execute(queries.RESET_RUNNING_RUNS)
+        checkpointer = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+        await checkpointer.setup()
+        api_token = settings.fga_api_token.get_secret_value() if settings.fga_api_token else None
+        store_id, model_id = await ensure_store_and_model(
+            api_url=settings.fga_api_url,
+            store_name=settings.fga_store_name,
+            model_path=MODEL_PATH,
+            store_id=settings.fga_store_id,
+            model_id=settings.fga_model_id,
+            api_token=api_token,
+        )
+        fga = open_fga_client(api_url=settings.fga_api_url, store_id=store_id, model_id=model_id, api_token=api_token)
+        authz = OpenFgaAuthorizer(client=fga, model_id=model_id, tracer=tracer)
+        embeddings = build_embeddings(
+            settings.embeddings_provider,
+            model=settings.embeddings_model,
+            base_url=settings.llm_base_url,
+            api_key=settings.llm_api_key.get_secret_value(),
+        )
+        directory = OpenFgaDirectory(client=fga)
+        issuers = trusted_issuers(settings)
+        planner, responder = _models(settings)
+        tools = demo_tools(tickets_api_url=settings.tickets_api_url, payments_api_url=settings.payments_api_url)
+        vault = TokenVaultStore(pool=pool, secret=settings.vault_key.get_secret_value().encode())
+        audit_log = AuditLog(pool=pool, signer=audit_signer(settings))
+        services = Services(
+            settings=settings,
+            pool=pool,
+            graphs=build_graphs(checkpointer=checkpointer),
+            checkpointer=checkpointer,
+            verifier=TokenVerifier(issuers=issuers, audience=settings.audience, http=http),
+            authz=authz,
+            retriever=AuthorizedRetriever(
+                pool=pool, authz=authz, embeddings=embeddings, tracer=tracer, directory=directory
+            ),
+            ingestor=Ingestor(pool=pool, authz=authz, embeddings=embeddings, directory=directory),
+            tools=tools,
+            brokers={
+                f"agent:{name}": TokenBroker(
+                    token_endpoint=settings.token_endpoint,
+                    client_id=agent.client_id,
+                    client_secret=agent.client_secret.get_secret_value(),
+                    tracer=tracer,
+                )
+                for name, agent in settings.agents.items()
+            },
+            vault=vault,
+            ledger=CallLedgerStore(pool=pool, tools=tools),
+            http=http,
+            audit=audit_log,
+            planner=planner,
+            responder=responder,
+            pseudonymize=Pseudonymizer(settings.pseudonym_key.get_secret_value().encode()),
+            tracer=tracer,
+            threads=ThreadStore(pool=pool, max_per_user=settings.max_threads_per_user),
+            resource_verifiers={
+                "tickets": TokenVerifier(issuers=issuers, audience=settings.tickets_api_url, http=http),
+                "payments": TokenVerifier(issuers=issuers, audience=settings.payments_api_url, http=http),
+            },
+            sessions=SessionStore(pool=pool, vault=vault),
+        )
+        if settings.seed_demo and settings.dev_issuer:
+            await seed_demo_world(authz=authz, ingestor=services.ingestor)
+        yield services
+    finally:
+        try:
+            if audit_log is not None:
+                await audit_log.close()  # writes the counts of coalesced denials still open
+        finally:
+            await http.aclose()
+            if fga is not None:
+                await fga.close()
+            await pool.close()
