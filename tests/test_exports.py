@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-ROOMS = ["auth", "audit", "retrieval", "tools", "nodes", "graphs", "auth.dev_issuer", "gate", "evidence"]
+ROOMS = ["auth", "audit", "retrieval", "tools", "nodes", "graphs", "auth.dev_issuer", "gate", "evidence", "contract"]
 
 
 @pytest.mark.parametrize("room", ROOMS)

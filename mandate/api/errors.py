@@ -25,7 +25,7 @@ from mandate.auth.errors import (
     VaultUnavailableError,
 )
 from mandate.errors import AppError
-from mandate.graphs.errors import PrincipalImmutableError
+from mandate.contract.errors import PrincipalImmutableError
 from mandate.retrieval.errors import RetrievalUnavailableError
 from mandate.runtime import errors as run
 from mandate.runtime.sessions import RevocationUnavailableError, SessionsUnavailableError

@@ -11,19 +11,15 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
-from mandate.graphs.state import ASSISTANT_ID, SUPERVISOR_ID, GraphContext, MandateState
-from mandate.nodes import (
-    Node,
-    after_consent,
-    make_consent,
-    make_planner,
-    make_retriever,
-    make_step_up,
-    make_tool_executor,
-    responder_node,
-)
+from mandate.contract.state import GraphContext, MandateState
+from mandate.nodes import Node, after_consent, make_consent, make_planner, make_retriever, make_step_up, make_tool_executor, responder_node
 
-__all__ = ["assemble_single", "assemble_supervisor"]
+__all__ = ["ASSISTANT_ID", "SUPERVISOR_ID", "assemble_single", "assemble_supervisor"]
+
+ASSISTANT_ID = "mandate"
+"""The id clients use for the single-pipeline graph (``assistant_id``)."""
+SUPERVISOR_ID = "supervisor"
+"""The id of the multi-agent supervisor graph."""
 
 RETRIEVER = "agent:retriever"
 EXECUTOR = "agent:executor"

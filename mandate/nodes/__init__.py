@@ -1,8 +1,8 @@
 """Graph nodes: functions of state and the typed runtime context; factories bind the acting agent."""
 
 from mandate.nodes.consent import after_consent, make_consent
-from mandate.nodes.planner import LlmPlanner, Node, OfflinePlanner, Plan, Planner, make_planner
-from mandate.nodes.responder import LlmResponder, OfflineResponder, Responder, responder_node
+from mandate.nodes.planner import LlmPlanner, Node, OfflinePlanner, make_planner
+from mandate.nodes.responder import LlmResponder, OfflineResponder, responder_node
 from mandate.nodes.retriever import make_retriever
 from mandate.nodes.step_up import make_step_up
 from mandate.nodes.tool_executor import make_tool_executor
@@ -13,9 +13,6 @@ __all__ = [
     "Node",
     "OfflinePlanner",
     "OfflineResponder",
-    "Plan",
-    "Planner",
-    "Responder",
     "after_consent",
     "make_consent",
     "make_planner",

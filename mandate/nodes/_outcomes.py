@@ -7,7 +7,7 @@ from typing import Any
 from mandate.audit import AuditEvent
 from mandate.auth import Principal, PrincipalState
 from mandate.gate import CallRecord, Party
-from mandate.graphs.state import GraphContext, MandateState, ProposedCall, ToolOutcome
+from mandate.contract.state import GraphContext, MandateState, ProposedCall, ToolOutcome
 from mandate.tools import ToolError, ToolSpec
 
 

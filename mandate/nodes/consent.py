@@ -32,7 +32,7 @@ from mandate.gate import (
     parse_review_answer,
     party_of,
 )
-from mandate.graphs.state import GraphContext, MandateState, ProposedCall, ReviewError, ToolOutcome
+from mandate.contract.state import GraphContext, MandateState, ProposedCall, ReviewError, ToolOutcome
 from mandate.nodes._outcomes import as_call, audit_call, ledger_row, outcome, spec_of
 from mandate.nodes.planner import Node
 from mandate.tools import ApprovalPolicy, InvalidToolArgsError, ToolSpec, args_hash, edit_within_policy

@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
@@ -19,11 +18,11 @@ from opentelemetry import trace
 
 from mandate.audit import redact
 from mandate.auth import AuthError, Relationship
-from mandate.graphs.state import GraphContext, MandateState, ProposedCall, ToolOutcome
+from mandate.contract.state import GraphContext, MandateState, Plan, ProposedCall, ToolOutcome
 from mandate.nodes._outcomes import audit_denial, outcome
 from mandate.tools import ToolError, ToolRegistry, args_hash
 
-__all__ = ["LlmPlanner", "Node", "OfflinePlanner", "Plan", "Planner", "make_planner"]
+__all__ = ["LlmPlanner", "Node", "OfflinePlanner", "make_planner"]
 
 Node = Callable[[MandateState, Runtime[GraphContext]], Awaitable[dict[str, Any]]]
 """A graph node: a function of the state and the typed runtime context."""
@@ -36,20 +35,6 @@ PLANNER_SYSTEM_PROMPT = (
 SEARCH_TOOL = "search_documents"
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Plan:
-    """What to do for one user message."""
-
-    question: str | None = None
-    """Text to search the documents for, if any."""
-    calls: tuple[tuple[str, dict[str, Any]], ...] = field(default=())
-    """Proposed (tool name, arguments), not yet authorized."""
-
-
-class Planner(Protocol):
-    """Turns a user message into a :class:`Plan`."""
-
-    async def plan(self, text: str, *, tools: ToolRegistry) -> Plan: ...
 
 
 # Each intent is found by a few forward scans, each anchored where the previous one ended, never by

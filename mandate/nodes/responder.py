@@ -7,13 +7,13 @@ responder writes the answer with ``ChatOpenAI`` from a prompt built only from th
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol
+from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 from langgraph.runtime import Runtime
 
-from mandate.graphs.state import ContextChunk, GraphContext, MandateState, ToolOutcome
+from mandate.contract.state import ContextChunk, GraphContext, MandateState, ToolOutcome
 
 __all__ = ["LlmResponder", "OfflineResponder", "Responder", "responder_node"]
 
@@ -36,10 +36,6 @@ _OUTCOME_TEXT = {
 }
 
 
-class Responder(Protocol):
-    """Writes the answer to a question from authorized context."""
-
-    async def answer(self, question: str, context: list[ContextChunk]) -> str: ...
 
 
 def _sources(context: list[ContextChunk]) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from mandate.auth import Principal
-from mandate.graphs.state import ContextChunk, GraphContext, MandateState
+from mandate.contract.state import ContextChunk, GraphContext, MandateState
 from mandate.nodes.planner import Node
 
 __all__ = ["make_retriever"]

@@ -16,7 +16,7 @@ from langgraph.types import interrupt
 
 from mandate.auth import StepUpRequirement, acr_at_least, step_up_satisfied
 from mandate.gate import StepUpEvidence, StepUpRequest
-from mandate.graphs.state import GraphContext, MandateState
+from mandate.contract.state import GraphContext, MandateState
 from mandate.nodes._outcomes import as_call, audit_call, ledger_row, requester_of, spec_of
 from mandate.nodes.planner import Node
 

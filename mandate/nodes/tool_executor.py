@@ -22,7 +22,7 @@ from mandate.audit import AuditUnavailableError, redact
 from mandate.auth import ACR_LEVELS, AuthError, Principal, Relationship, acr_at_least
 from mandate.auth import vocabulary as fga
 from mandate.gate import CallRecord, ReauthenticateRequest, execution_refusal
-from mandate.graphs.state import GraphContext, MandateState, ProposedCall, ToolOutcome
+from mandate.contract.state import GraphContext, MandateState, ProposedCall, ToolOutcome
 from mandate.nodes._outcomes import audit_call, outcome, party, requester_of, spec_of
 from mandate.nodes.planner import Node
 from mandate.tools import ApprovalPolicy, ToolError, ToolSpec, args_hash, call_downstream

@@ -29,7 +29,8 @@ from psycopg.types.json import Jsonb
 from mandate._db import Pool
 from mandate.auth import Authorizer, Principal, Relationship
 from mandate.auth import vocabulary as fga
-from mandate.graphs import ASSISTANT_ID, SUPERVISOR_ID, GraphContext, MandateState
+from mandate.graphs import ASSISTANT_ID, SUPERVISOR_ID
+from mandate.contract.state import GraphContext, MandateState
 from mandate.runtime import queries
 from mandate.runtime.errors import (
     AssistantAdminRequiredError,

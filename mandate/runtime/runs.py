@@ -26,7 +26,8 @@ from psycopg.types.json import Jsonb
 
 from mandate.auth import Principal
 from mandate.gate import interrupt_kind
-from mandate.graphs import ASSISTANT_ID, GraphContext
+from mandate.graphs import ASSISTANT_ID
+from mandate.contract.state import GraphContext
 from mandate.runtime import queries
 from mandate.runtime.assistants import Assistant, AssistantStore, assistant_uuid
 from mandate.runtime.errors import (

@@ -28,7 +28,8 @@ from mandate.auth import (
     open_fga_client,
 )
 from mandate.graphs import ASSISTANT_ID, build_graphs
-from mandate.nodes import LlmPlanner, LlmResponder, OfflinePlanner, OfflineResponder, Planner, Responder
+from mandate.nodes import LlmPlanner, LlmResponder, OfflinePlanner, OfflineResponder
+from mandate.contract.state import Planner, Responder
 from mandate.retrieval import AuthorizedRetriever, Ingestor, OpenFgaDirectory, build_embeddings
 from mandate.runtime import queries, sessions
 from mandate.runtime.ledger import CallLedgerStore

@@ -26,7 +26,8 @@ from typing_extensions import TypedDict
 
 from mandate.audit import build_tracer_provider
 from mandate.auth import IssuerUnavailableError, Principal, TokenError, TokenVerifier
-from mandate.graphs import ASSISTANT_ID, SUPERVISOR_ID, GraphContext, MandateState, build_graphs
+from mandate.graphs import ASSISTANT_ID, SUPERVISOR_ID, build_graphs
+from mandate.contract.state import GraphContext, MandateState
 from mandate.runtime.runs import context_for
 from mandate.runtime.services import Services, open_services, trusted_issuers
 from mandate.runtime.settings import Settings

@@ -17,7 +17,7 @@ from langgraph.graph import END, START, StateGraph
 
 from mandate.audit import build_tracer_provider
 from mandate.auth import Principal
-from mandate.graphs import GraphContext, MandateState
+from mandate.contract.state import GraphContext, MandateState
 from mandate.nodes import make_tool_executor
 from mandate.runtime.settings import Settings
 from mandate.runtime.runs import context_for

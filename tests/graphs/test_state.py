@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mandate.auth import PrincipalState
-from mandate.graphs import PrincipalImmutableError
-from mandate.graphs.state import write_once
+from mandate.contract.errors import PrincipalImmutableError
+from mandate.contract.state import write_once
 
 ALICE = PrincipalState(issuer="i", subject="alice", tenant="acme", roles=[], groups=["finance"], client_id="c")
 

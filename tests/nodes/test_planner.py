@@ -11,7 +11,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mandate.audit import redact
-from mandate.nodes import OfflinePlanner, Plan
+from mandate.nodes import OfflinePlanner
+from mandate.contract.state import Plan
 from mandate.tools import demo_tools
 
 TOOLS = demo_tools(tickets_api_url="http://t", payments_api_url="http://p")

@@ -1,10 +1,11 @@
-"""The graph's state schema and the typed runtime context every node receives."""
+"""The contract between Mandate and graph code: the state schema, the typed runtime context, and the
+model services the built-in nodes use. Nodes, graphs and graph authors import it; it imports none of them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import httpx
 from langchain_core.messages import AnyMessage
@@ -15,31 +16,23 @@ from typing_extensions import TypedDict
 from mandate.audit import AuditSink
 from mandate.auth import Authorizer, Principal, PrincipalState, TokenBroker, TokenVault, TokenVerifier
 from mandate.gate import CallLedger, Party, ProposedCall
-from mandate.graphs.errors import PrincipalImmutableError
+from mandate.contract.errors import PrincipalImmutableError
 from mandate.retrieval import Retriever
 from mandate.tools import ToolRegistry
 
-if TYPE_CHECKING:
-    from mandate.nodes.planner import Planner
-    from mandate.nodes.responder import Responder
-
 __all__ = [
-    "ASSISTANT_ID",
-    "SUPERVISOR_ID",
-    "ContextChunk",
+        "ContextChunk",
     "GraphContext",
     "MandateState",
+    "Plan",
+    "Planner",
     "ProposedCall",
+    "Responder",
     "ReviewError",
     "ToolOutcome",
     "write_once",
 ]
 
-
-ASSISTANT_ID = "mandate"
-"""The id clients use for the single-pipeline graph (``assistant_id``)."""
-SUPERVISOR_ID = "supervisor"
-"""The id of the multi-agent supervisor graph."""
 
 
 def write_once(current: PrincipalState | None, new: PrincipalState | None) -> PrincipalState | None:
@@ -94,6 +87,28 @@ class MandateState(TypedDict, total=False):
     review_error: ReviewError | None
     gate_pending: bool
     """A gate step just happened (an answer was taken or refused): step-up and consent run again."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Plan:
+    """What to do for one user message."""
+
+    question: str | None = None
+    """Text to search the documents for, if any."""
+    calls: tuple[tuple[str, dict[str, Any]], ...] = field(default=())
+    """Proposed (tool name, arguments), not yet authorized."""
+
+
+class Planner(Protocol):
+    """Turns a user message into a :class:`Plan`."""
+
+    async def plan(self, text: str, *, tools: ToolRegistry) -> Plan: ...
+
+
+class Responder(Protocol):
+    """Writes the answer to a question from authorized context."""
+
+    async def answer(self, question: str, context: list[ContextChunk]) -> str: ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -1,4 +1,4 @@
-"""Errors of the graphs room.
+"""Errors raised by the SDK contract inside a run.
 
     GraphError
     └── PrincipalImmutableError   code=principal_immutable (a node or input tried to change the requester)
