@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-ROOMS = ["auth", "audit", "retrieval", "tools", "nodes", "graphs", "auth.dev_issuer", "gate", "evidence", "contract"]
+ROOMS = ["auth", "audit", "retrieval", "tools", "nodes", "graphs", "auth.dev_issuer", "gate", "evidence", "contract", "sdk"]
 
 
 @pytest.mark.parametrize("room", ROOMS)

@@ -16,7 +16,8 @@ from mandate.api.errors import install_error_handlers
 from mandate.api.limits import BodySizeLimit
 from mandate.api.routes import approvals, assistants, audit, meta, runs, threads, ui, ui_oidc
 from mandate.runtime.runs import RunManager
-from mandate.runtime.services import open_services
+from mandate.runtime.project import Project
+from mandate.runtime.services import agent_clients, open_services, project_of
 from mandate.runtime.settings import CORS_ANY_ORIGIN, Settings
 
 __all__ = ["create_app"]
@@ -64,18 +65,23 @@ class ApiCors:
             await self._cors(scope, receive, send)
 
 
-def _dev_clients(settings: Settings) -> list[DevClient]:
+def _dev_clients(settings: Settings, project: Project | None) -> list[DevClient]:
+    """The dev issuer's clients: the CLI, and each agent with every tool API as an exchange audience."""
+    project_tools = project.tool_specs() if project else []
+    audiences = (settings.tickets_api_url, settings.payments_api_url, *(t.audience for t in project_tools if t.audience))
+    scopes = ("tickets:write", "payments:write", *(s for t in project_tools for s in t.scopes))
     agents = [
         DevClient(
             client_id=agent.client_id,
             secret=agent.client_secret.get_secret_value(),
             grant_types=("client_credentials", TOKEN_EXCHANGE_GRANT),
-            scopes=("tickets:write", "payments:write"),
-            exchange_audiences=(settings.tickets_api_url, settings.payments_api_url),
+            scopes=tuple(dict.fromkeys(scopes)),
+            exchange_audiences=tuple(dict.fromkeys(audiences)),
         )
-        for agent in settings.agents.values()
+        for agent in agent_clients(settings, project).values()
     ]
-    return [DevClient(client_id=DEV_CLI_CLIENT_ID, secret=None, grant_types=("password",), scopes=USER_SCOPES), *agents]
+    user_scopes = tuple(dict.fromkeys((*USER_SCOPES, *scopes)))
+    return [DevClient(client_id=DEV_CLI_CLIENT_ID, secret=None, grant_types=("password",), scopes=user_scopes), *agents]
 
 
 def create_app(settings: Settings, *, tracer_provider: TracerProvider) -> FastAPI:
@@ -83,12 +89,14 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider) -> FastAP
 
     Raises:
         ConfigurationError: Production mode with dev-only values or missing secrets.
+        ProjectError: The project (``settings.project``) is wrong; the message names file, key and fix.
     """
     settings.check_production_ready()
+    project = project_of(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_services(settings, tracer_provider=tracer_provider) as services:
+        async with open_services(settings, tracer_provider=tracer_provider, project=project) as services:
             app.state.services = services
             app.state.runs = RunManager(services)
             yield
@@ -113,7 +121,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider) -> FastAP
             audience=settings.audience,
             key_path=settings.data_dir / "dev-issuer-key.json",
             users=DEMO_USERS,
-            clients=_dev_clients(settings),
+            clients=_dev_clients(settings, project),
         )
         install_error_handlers(dev_issuer)  # its unknown paths answer Mandate's JSON error too
         app.mount("/dev-idp", dev_issuer)

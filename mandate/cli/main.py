@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def operator_settings(args: argparse.Namespace) -> Settings:
     production = Settings()
     if not getattr(args, "dev", False) and production.env == "prod":
         return production
-    settings = DevSettings()
+    settings = DevSettings(**_project(args))
     if settings.env == "prod":
         raise CommandError("--dev conflicts with MANDATE_ENV=prod; unset one of them.")
     return settings
@@ -151,6 +152,15 @@ def _serve(settings: Settings) -> None:
         tracer_provider.shutdown()  # flush batched spans
 
 
+def _project(args: argparse.Namespace) -> dict[str, Path]:
+    """``--config``: the project whose graphs to serve (else ``MANDATE_PROJECT``, else none)."""
+    if args.config is None:
+        return {}
+    if not args.config.is_file():
+        raise CommandError(f"--config {args.config}: no such file; give the project's langgraph.json.")
+    return {"project": args.config}
+
+
 def _cmd_dev(args: argparse.Namespace) -> int:
     from mandate.runtime.settings import DevSettings
 
@@ -176,7 +186,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if getattr(args, "dev", False):
         raise CommandError("production only (no --dev); for development use `mandate dev`.")
-    settings = Settings()
+    settings = Settings(**_project(args))
     try:
         settings.check_production_ready()
     except ConfigurationError as exc:
@@ -274,13 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     raw = argparse.RawDescriptionHelpFormatter
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "--config", type=Path, metavar="LANGGRAPH_JSON",
+        help="also serve this project's graphs, under the policies of the mandate.yaml beside it",
+    )
     commands.add_parser(
         "dev", help="start Mandate with embedded Postgres, OpenFGA, dev issuer and demo data",
-        description=DEV_DESCRIPTION, formatter_class=raw,
+        description=DEV_DESCRIPTION, formatter_class=raw, parents=[config],
     ).set_defaults(run=_cmd_dev)
     commands.add_parser(
         "serve", help="start Mandate in production mode against the configured Postgres and OpenFGA",
-        description=SERVE_DESCRIPTION, formatter_class=raw,
+        description=SERVE_DESCRIPTION, formatter_class=raw, parents=[config],
     ).set_defaults(run=_cmd_serve)
     commands.add_parser(
         "install-tools", help="build the pinned OpenFGA server into MANDATE_TOOLS_DIR/bin (.tools/bin) if missing",

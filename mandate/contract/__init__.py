@@ -3,7 +3,7 @@
 Nodes, the built-in graphs and the public SDK import it; it imports none of them.
 """
 
-from mandate.contract.errors import GraphError, PrincipalImmutableError
+from mandate.contract.errors import GraphError, MandateContextMissingError, PrincipalImmutableError
 from mandate.contract.state import (
     ContextChunk,
     GraphContext,
@@ -21,6 +21,7 @@ __all__ = [
     "ContextChunk",
     "GraphContext",
     "GraphError",
+    "MandateContextMissingError",
     "MandateState",
     "Plan",
     "Planner",

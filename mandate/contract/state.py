@@ -137,6 +137,9 @@ class GraphContext:
     pseudonymize: Callable[[str, str], str]
     tracer: trace.Tracer
     clock: Callable[[], float]
+    run_id: str | None = None
+    """The server's run that carries this call; answers to reviews are taken only in the run that
+    delivered them (see :func:`mandate.gate.answer_of_run`)."""
     trace_content: bool = False
     """Whether spans may carry (redacted) user messages and tool arguments; off by default."""
 

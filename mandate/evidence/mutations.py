@@ -47,10 +47,11 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="executor-passes-user-token-through",
         removes="The tool executor sends the user's own access token downstream instead of the exchanged one.",
         path="mandate/nodes/tool_executor.py",
-        original="token=delegated,",
+        original="        result = await invoke(spec, args, delegated, f\"{ctx.thread_id}:{call['id']}\")\n",
         replacement=(
-            "token=type(delegated)(access_token=token, audience=delegated.audience, scopes=delegated.scopes,"
-            " expires_at=delegated.expires_at),"
+            "        result = await invoke(spec, args, delegated and type(delegated)(access_token=token,"
+            " audience=delegated.audience, scopes=delegated.scopes, expires_at=delegated.expires_at),"
+            " f\"{ctx.thread_id}:{call['id']}\")  # mutation: the user's token passes through\n"
         ),
     ),
     Mutation(

@@ -11,9 +11,13 @@ from mandate.gate.interrupts import (
     ReviewAnswer,
     ReviewConfig,
     ReviewRequest,
+    SealedAnswer,
     StepUpRequest,
+    answer_of_run,
     interrupt_kind,
     parse_review_answer,
+    seal_answer,
+    seal_resume,
 )
 from mandate.gate.ledger import CallLedger, CallRecord, CallStatus, ExecutionStart, Party, ProposedCall, StepUpEvidence
 
@@ -33,12 +37,16 @@ __all__ = [
     "ReviewAnswer",
     "ReviewConfig",
     "ReviewRequest",
+    "SealedAnswer",
     "StepUpEvidence",
     "StepUpRequest",
+    "answer_of_run",
     "decider_refusal",
     "execution_refusal",
     "interrupt_kind",
     "is_tenant_approver",
     "parse_review_answer",
     "party_of",
+    "seal_answer",
+    "seal_resume",
 ]

@@ -23,9 +23,13 @@ __all__ = [
     "ReviewAnswer",
     "ReviewConfig",
     "ReviewRequest",
+    "SealedAnswer",
     "StepUpRequest",
+    "answer_of_run",
     "interrupt_kind",
     "parse_review_answer",
+    "seal_answer",
+    "seal_resume",
 ]
 
 InterruptKind = Literal["consent", "approval", "step_up", "reauthenticate"]
@@ -161,3 +165,49 @@ def parse_review_answer(value: Any, *, tool_call_id: str, args_hash: str, tool: 
     if not isinstance(args, dict):
         return AnswerRefusal(code="invalid_edit", field=field)
     return ReviewAnswer(type="edit", args=args, message=message)
+
+
+class SealedAnswer(TypedDict):
+    """A resume value as the server hands it to the graph: the answer and the run that delivered it.
+
+    LangGraph re-runs an interrupted task from its start and replays, in order, every answer the
+    task was ever given. A gate that asks several questions in one task (a decision, then the
+    requester's confirmation of an approver's edit) must take each answer in the run that brought
+    it, never replay an earlier person's answer against a later question.
+    """
+
+    mandate_run_id: str
+    answer: Any
+
+
+def seal_answer(answer: Any, *, run_id: str) -> SealedAnswer:
+    """``answer`` bound to the run that delivers it."""
+    return SealedAnswer(mandate_run_id=run_id, answer=answer)
+
+
+def answer_of_run(value: Any, *, run_id: str | None) -> tuple[bool, Any]:
+    """Whether ``value`` was delivered by run ``run_id``, and the answer it carries.
+
+    An unsealed value comes from a caller that invokes the graph itself (a test, ``langgraph dev``)
+    and counts as this run's.
+    """
+    if isinstance(value, dict) and set(value) == {"mandate_run_id", "answer"}:
+        return value["mandate_run_id"] == run_id, value["answer"]
+    return True, value
+
+
+def seal_resume(resume: Any, *, pending: dict[str, Any], run_id: str) -> Any:
+    """The resume value of a run, with every answer to a review sealed to ``run_id``.
+
+    Args:
+        resume: The client's ``command.resume``: one answer, or answers by interrupt id.
+        pending: The thread's pending interrupt values by interrupt id.
+        run_id: The run that delivers the answers.
+    """
+    def seal(interrupt_id: str | None, answer: Any) -> Any:
+        value = pending.get(interrupt_id) if interrupt_id else next(iter(pending.values()), None)
+        return seal_answer(answer, run_id=run_id) if interrupt_kind(value) in REVIEW_KINDS else answer
+
+    if isinstance(resume, dict) and resume and set(resume) <= set(pending):
+        return {interrupt_id: seal(interrupt_id, answer) for interrupt_id, answer in resume.items()}
+    return seal(None, resume)

@@ -25,6 +25,7 @@ from mandate.auth import AuthError
 from mandate.gate import (
     AnswerRefusal,
     CallRecord,
+    answer_of_run,
     ReviewAnswer,
     ReviewRequest,
     decider_refusal,
@@ -37,7 +38,7 @@ from mandate.nodes._outcomes import as_call, audit_call, ledger_row, outcome, sp
 from mandate.nodes.planner import Node
 from mandate.tools import ApprovalPolicy, InvalidToolArgsError, ToolSpec, args_hash, edit_within_policy
 
-__all__ = ["after_consent", "make_consent"]
+__all__ = ["SETTLED", "after_consent", "ask_once", "make_consent", "open_decision"]
 
 ALLOWED_DECISIONS = ["approve", "edit", "reject"]
 SETTLED = ("approved", "rejected", "expired", "closed")
@@ -138,6 +139,51 @@ async def _take(ctx: GraphContext, record: CallRecord, spec: ToolSpec, value: An
     return answer
 
 
+async def open_decision(ctx: GraphContext, state: MandateState, proposed: ProposedCall, spec: ToolSpec, *, agent: str) -> CallRecord:
+    """The call's ledger row as it stands; a lapsed one is marked expired, a new one is asked (both audited)."""
+    record = await ledger_row(ctx, state, proposed, spec, agent=agent)
+    if record.status not in SETTLED and ctx.clock() >= record.expires_at:
+        await ctx.ledger.decide(record, status="expired", decider=None, now=ctx.clock())
+        await audit_call(ctx, state, as_call(record), "consent.expired", "expired", agent=agent)
+        record = await ledger_row(ctx, state, proposed, spec, agent=agent)
+    if record.status not in SETTLED and record.asked_at is None:
+        await ctx.ledger.ask(record, now=ctx.clock())
+        await audit_call(ctx, state, as_call(record), "consent.requested", "asked", agent=agent, policy=str(spec.approval))
+    return record
+
+
+async def ask_once(
+    ctx: GraphContext, state: MandateState, record: CallRecord, spec: ToolSpec, error: ReviewError | None, *, agent: str
+) -> ReviewError | None:
+    """Pause with the review of ``record`` and take one answer delivered by this run.
+
+    Answers replayed from earlier runs were taken by those runs (the ledger holds them) and are
+    passed over, so each pause asks again until this run's answer arrives.
+
+    Returns:
+        Why the answer was refused (the next pause shows it), or ``None`` when it was taken.
+    """
+    while True:
+        value = interrupt(await _review_request(ctx, record, spec, error, agent=agent))
+        fresh, answer = answer_of_run(value, run_id=ctx.run_id)
+        if fresh:
+            break
+    taken = await _take(ctx, record, spec, answer)
+    if isinstance(taken, AnswerRefusal):
+        await audit_call(ctx, state, as_call(record), "consent.refused", taken.code, agent=agent)
+        return ReviewError(code=taken.code, field=taken.field)
+    await audit_call(
+        ctx, state, as_call(record), "consent.decided", taken.type, agent=agent, policy=str(spec.approval),
+        comment_given=bool(taken.message), purpose="confirm_edit" if record.needs_requester else "decide",
+    )
+    span = trace.get_current_span()
+    span.set_attribute("mandate.approval.decision", taken.type)
+    span.set_attribute("mandate.approval.decider", ctx.pseudonym(ctx.caller))
+    span.set_attribute("mandate.approval.policy", str(spec.approval))
+    span.set_attribute("gen_ai.tool.call.id", record.tool_call_id)
+    return None
+
+
 def make_consent(*, executor: str) -> Node:
     """The consent node of a graph whose approved calls ``executor`` will make."""
 
@@ -149,32 +195,12 @@ def make_consent(*, executor: str) -> Node:
             spec = spec_of(ctx, proposed)
             if spec is None or spec.approval is ApprovalPolicy.NONE:
                 continue
-            record = await ledger_row(ctx, state, proposed, spec, agent=executor)
-            if record.status not in SETTLED and ctx.clock() >= record.expires_at:
-                await ctx.ledger.decide(record, status="expired", decider=None, now=ctx.clock())
-                await audit_call(ctx, state, as_call(record), "consent.expired", "expired", agent=executor)
-                record = await ledger_row(ctx, state, proposed, spec, agent=executor)
+            record = await open_decision(ctx, state, proposed, spec, agent=executor)
             if record.status in SETTLED:
                 settled.append(record)
                 continue
-            if record.asked_at is None:
-                await ctx.ledger.ask(record, now=ctx.clock())
-                await audit_call(ctx, state, as_call(record), "consent.requested", "asked", agent=executor, policy=str(spec.approval))
-            value = interrupt(await _review_request(ctx, record, spec, state.get("review_error"), agent=executor))
-            taken = await _take(ctx, record, spec, value)
-            if isinstance(taken, AnswerRefusal):
-                await audit_call(ctx, state, as_call(record), "consent.refused", taken.code, agent=executor)
-                return {"review_error": ReviewError(code=taken.code, field=taken.field), "gate_pending": True}
-            await audit_call(
-                ctx, state, as_call(record), "consent.decided", taken.type, agent=executor, policy=str(spec.approval),
-                comment_given=bool(taken.message), purpose="confirm_edit" if record.needs_requester else "decide",
-            )
-            span = trace.get_current_span()
-            span.set_attribute("mandate.approval.decision", taken.type)
-            span.set_attribute("mandate.approval.decider", ctx.pseudonym(ctx.caller))
-            span.set_attribute("mandate.approval.policy", str(spec.approval))
-            span.set_attribute("gen_ai.tool.call.id", record.tool_call_id)
-            return {"review_error": None, "gate_pending": True}
+            error = await ask_once(ctx, state, record, spec, state.get("review_error"), agent=executor)
+            return {"review_error": error, "gate_pending": True}
         return _settle(state, settled)
 
     return consent

@@ -12,6 +12,7 @@ to try; none of it is trusted as a decision.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
@@ -19,7 +20,7 @@ from langgraph.types import interrupt
 from opentelemetry import trace
 
 from mandate.audit import AuditUnavailableError, redact
-from mandate.auth import ACR_LEVELS, AuthError, Principal, Relationship, acr_at_least
+from mandate.auth import ACR_LEVELS, AuthError, DelegatedToken, Principal, Relationship, acr_at_least
 from mandate.auth import vocabulary as fga
 from mandate.gate import CallRecord, ReauthenticateRequest, execution_refusal
 from mandate.contract.state import GraphContext, MandateState, ProposedCall, ToolOutcome
@@ -27,7 +28,7 @@ from mandate.nodes._outcomes import audit_call, outcome, party, requester_of, sp
 from mandate.nodes.planner import Node
 from mandate.tools import ApprovalPolicy, ToolError, ToolSpec, args_hash, call_downstream
 
-__all__ = ["make_tool_executor"]
+__all__ = ["Invoke", "execute_call", "make_tool_executor", "usable_token"]
 
 _NoToken = Literal["token_not_held", "token_expired", "token_too_weak"]
 REAUTHENTICATE_DESCRIPTIONS: dict[_NoToken, str] = {
@@ -138,7 +139,15 @@ async def _gate(
     return spec, args, record
 
 
-async def _execute(ctx: GraphContext, state: MandateState, call: ProposedCall, holder: Principal, token: str, *, agent: str) -> ToolOutcome:
+Invoke = Callable[[ToolSpec, dict[str, Any], DelegatedToken | None, str], Awaitable[dict[str, Any]]]
+"""Runs a call once it passed the gate: (tool, arguments, delegated token if the tool has an API,
+idempotency key) → the tool's result. Raises :class:`ToolError` if the tool failed."""
+
+
+async def execute_call(
+    ctx: GraphContext, state: MandateState, call: ProposedCall, holder: Principal, token: str, *, agent: str, invoke: Invoke
+) -> ToolOutcome:
+    """Pass ``call`` through the whole gate at the moment it runs, then run it with ``invoke``."""
     requester = requester_of(state)
     try:
         spec, args, record = await _gate(ctx, state, call, holder, agent=agent)
@@ -160,13 +169,13 @@ async def _execute(ctx: GraphContext, state: MandateState, call: ProposedCall, h
     span.set_attribute("mandate.audit.record_id", started)
     span.set_attribute("mandate.actor_chain", [ctx.brokers[agent].actor, *ctx.caller.actor_chain])
     try:
-        delegated = await ctx.brokers[agent].exchange(
-            token, issuer=requester["issuer"], subject=requester["subject"], audience=str(spec.audience),
-            scopes=spec.scopes,
-        )
-        result = await call_downstream(
-            ctx.downstream, spec, args=args, token=delegated, idempotency_key=f"{ctx.thread_id}:{call['id']}"
-        )
+        delegated = None
+        if spec.audience is not None:
+            delegated = await ctx.brokers[agent].exchange(
+                token, issuer=requester["issuer"], subject=requester["subject"], audience=spec.audience,
+                scopes=spec.scopes,
+            )
+        result = await invoke(spec, args, delegated, f"{ctx.thread_id}:{call['id']}")
     except (AuthError, ToolError) as exc:
         await ctx.ledger.finish_execution(record, outcome={"status": "failed", "code": exc.code}, now=ctx.clock())
         await audit_call(ctx, state, call, "tool.failed", exc.code, agent=agent, started=started)
@@ -176,6 +185,40 @@ async def _execute(ctx: GraphContext, state: MandateState, call: ProposedCall, h
     await ctx.ledger.finish_execution(record, outcome={"status": "succeeded", "code": "ok", **reference}, now=ctx.clock())
     await audit_call(ctx, state, call, "tool.succeeded", "ok", agent=agent, started=started, **safe)
     return outcome(call, "succeeded", "ok", safe)
+
+
+async def usable_token(ctx: GraphContext, state: MandateState, calls: list[ProposedCall]) -> tuple[str, Principal]:
+    """The requester's token to delegate for ``calls``, and who it speaks for.
+
+    Pauses with kind ``reauthenticate`` while there is none (not held here, expired while the
+    calls waited, weaker than they need) and looks again on resume.
+
+    Raises:
+        AuthError: A vaulted token no longer verifies.
+    """
+    acr = _required_acr(ctx, calls)
+    usable = await _requester_token(ctx, state, acr=acr)
+    while isinstance(usable, str):
+        request = ReauthenticateRequest(
+            kind="reauthenticate", tool_call_ids=[c["id"] for c in calls], reason=usable,
+            description=REAUTHENTICATE_DESCRIPTIONS[usable].format(acr=acr),
+        )
+        if acr:
+            request["acr_values"] = acr
+        interrupt(request)
+        usable = await _requester_token(ctx, state, acr=acr)
+    return usable
+
+
+def _api_call(ctx: GraphContext) -> Invoke:
+    """Run a call by POSTing it to its tool's API with the delegated token."""
+
+    async def invoke(spec: ToolSpec, args: dict[str, Any], token: DelegatedToken | None, key: str) -> dict[str, Any]:
+        if token is None:
+            raise ToolError(f"Tool {spec.name} has no API to call.")
+        return await call_downstream(ctx.downstream, spec, args=args, token=token, idempotency_key=key)
+
+    return invoke
 
 
 def make_tool_executor(*, agent: str) -> Node:
@@ -188,26 +231,13 @@ def make_tool_executor(*, agent: str) -> Node:
         outcomes = list(state.get("outcomes", []))
         if not approved:
             return {"outcomes": outcomes}
-        acr = _required_acr(ctx, approved)
         try:
-            usable = await _requester_token(ctx, state, acr=acr)
-            while isinstance(usable, str):
-                # No usable token of the requester (not held here, expired while the call waited, or
-                # weaker than the call needs): say which, and ask them to sign in and resume.
-                request = ReauthenticateRequest(
-                    kind="reauthenticate", tool_call_ids=[c["id"] for c in approved], reason=usable,
-                    description=REAUTHENTICATE_DESCRIPTIONS[usable].format(acr=acr),
-                )
-                if acr:
-                    request["acr_values"] = acr
-                interrupt(request)
-                usable = await _requester_token(ctx, state, acr=acr)
+            token, holder = await usable_token(ctx, state, approved)
         except AuthError as exc:
             for call in approved:
                 await audit_call(ctx, state, call, "tool.denied", exc.code, agent=agent)
                 outcomes.append(outcome(call, "denied", exc.code))
             return {"outcomes": outcomes, "approved": []}
-        token, holder = usable
         for call in approved:
             with ctx.tracer.start_as_current_span(f"execute_tool {call['name']}") as span:
                 span.set_attribute("gen_ai.operation.name", "execute_tool")
@@ -217,7 +247,7 @@ def make_tool_executor(*, agent: str) -> Node:
                 span.set_attribute("gen_ai.conversation.id", ctx.thread_id)
                 if ctx.trace_content:
                     span.set_attribute("gen_ai.tool.call.arguments", redact(json.dumps(call["args"], sort_keys=True)))
-                result = await _execute(ctx, state, call, holder, token, agent=agent)
+                result = await execute_call(ctx, state, call, holder, token, agent=agent, invoke=_api_call(ctx))
                 span.set_attribute("mandate.tool.status", result["status"])
                 span.set_attribute("mandate.tool.code", result["code"])
             outcomes.append(result)

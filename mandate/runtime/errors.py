@@ -57,6 +57,7 @@ __all__ = [
     "GraphNotFoundError",
     "InvalidAssistantConfigError",
     "NotServedError",
+    "ProjectError",
     "RecursionLimitError",
     "RunInProgressError",
     "StateForkRefusedError",
@@ -84,6 +85,12 @@ __all__ = [
     "ThreadNotIdleError",
     "ThreadQuotaError",
 ]
+
+class ProjectError(AppError):
+    """Raised at startup when a project's ``langgraph.json`` or ``mandate.yaml`` is wrong; names file, key and fix."""
+
+    code = "project_invalid"
+
 
 class ServiceError(AppError):
     """Raised by the HTTP layer for requests it cannot serve."""

@@ -26,6 +26,7 @@ from psycopg.types.json import Jsonb
 
 from mandate.auth import Principal
 from mandate.gate import interrupt_kind
+from mandate.gate import seal_resume
 from mandate.graphs import ASSISTANT_ID
 from mandate.contract.state import GraphContext
 from mandate.runtime import queries
@@ -134,7 +135,15 @@ def _graph_input(snapshot: StateSnapshot, body: RunCreate, caller: Principal) ->
     return update
 
 
-def context_for(services: Services, *, thread_id: str, caller: Principal, token: str) -> GraphContext:
+def _sealed(graph_input: Any, snapshot: StateSnapshot, *, run_id: str) -> Any:
+    """A resume with each answer to a review bound to this run (see :func:`mandate.gate.seal_resume`)."""
+    if not isinstance(graph_input, Command):
+        return graph_input
+    pending = {i.id: i.value for i in snapshot.interrupts}
+    return Command(resume=seal_resume(graph_input.resume, pending=pending, run_id=run_id))
+
+
+def context_for(services: Services, *, thread_id: str, caller: Principal, token: str, run_id: str | None = None) -> GraphContext:
     """The runtime context of one call: the services, the verified caller and (only here) their token."""
     return GraphContext(
         caller=caller,
@@ -154,6 +163,7 @@ def context_for(services: Services, *, thread_id: str, caller: Principal, token:
         pseudonymize=services.pseudonymize,
         tracer=services.tracer,
         clock=time.time,
+        run_id=run_id,
         trace_content=services.settings.trace_content,
     )
 
@@ -279,12 +289,13 @@ class RunManager:
                     services, caller, run_id=run_id, graph_id=graph_id, assistant_id=assistant.assistant_id
                 ),
             }
-            graph_input = _graph_input(await graph.aget_state(thread_config(thread_id)), body, caller)
+            snapshot = await graph.aget_state(thread_config(thread_id))
+            graph_input = _sealed(_graph_input(snapshot, body, caller), snapshot, run_id=run_id)
             paused_in = await services.threads.claim(thread_id)
         except BaseException:
             self._close_listeners(run_id)
             raise
-        context = context_for(services, thread_id=thread_id, caller=caller, token=token)
+        context = context_for(services, thread_id=thread_id, caller=caller, token=token, run_id=run_id)
         services.audit.remember_subject(pseudonym=context.pseudonym(caller), issuer=caller.issuer, subject=caller.subject)
         # A resumed run continues the trace it paused in: one trace per run, however long the wait.
         parent = propagate.extract({"traceparent": paused_in}) if paused_in and body.command is not None else None

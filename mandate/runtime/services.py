@@ -18,7 +18,9 @@ from opentelemetry.trace import TracerProvider
 from mandate import audit, auth, retrieval
 from mandate._db import Pool, apply_migrations, open_pool
 from mandate.audit import TRACER_NAME, AuditLog, Pseudonymizer
+from mandate.auth import vocabulary
 from mandate.auth import (
+    Relationship,
     OpenFgaAuthorizer,
     TokenBroker,
     TokenVaultStore,
@@ -27,7 +29,7 @@ from mandate.auth import (
     ensure_store_and_model,
     open_fga_client,
 )
-from mandate.graphs import ASSISTANT_ID, build_graphs
+from mandate.graphs import ASSISTANT_ID, SUPERVISOR_ID, build_graphs
 from mandate.nodes import LlmPlanner, LlmResponder, OfflinePlanner, OfflineResponder
 from mandate.contract.state import Planner, Responder
 from mandate.retrieval import AuthorizedRetriever, Ingestor, OpenFgaDirectory, build_embeddings
@@ -36,11 +38,14 @@ from mandate.runtime.ledger import CallLedgerStore
 from mandate.runtime.signing import audit_signer
 from mandate.devstack.demo import seed_demo_world
 from mandate.runtime.sessions import SessionStore
-from mandate.runtime.settings import Settings
+from mandate.runtime.project import Project, load_project
+from mandate.runtime.settings import DEV_SECRET_PLACEHOLDER, AgentClientSettings, ConfigurationError, Settings
 from mandate.runtime.threads import ThreadStore
 from mandate.tools import ToolRegistry, demo_tools
 
-__all__ = ["MODEL_PATH", "Services", "graph_of", "open_services", "trusted_issuers"]
+__all__ = ["BUILT_IN_GRAPHS", "MODEL_PATH", "Services", "agent_clients", "graph_of", "open_services", "project_of", "trusted_issuers"]
+
+BUILT_IN_GRAPHS = (ASSISTANT_ID, SUPERVISOR_ID)
 
 MODEL_PATH = Path(__file__).resolve().parent.parent / "auth" / "model.fga"
 
@@ -110,14 +115,39 @@ def _models(settings: Settings) -> tuple[Planner, Responder]:
     return LlmPlanner(chat), LlmResponder(chat)
 
 
+def project_of(settings: Settings) -> Project | None:
+    """The project ``settings`` serve (``MANDATE_PROJECT``), loaded and checked; ``None`` if none."""
+    return load_project(settings.project, reserved=frozenset(BUILT_IN_GRAPHS)) if settings.project else None
+
+
+def agent_clients(settings: Settings, project: Project | None) -> dict[str, AgentClientSettings]:
+    """Every agent's OAuth client: the configured ones and the project's.
+
+    Raises:
+        ConfigurationError: A project agent shares a configured agent's name, or has no secret in production.
+    """
+    clients = dict(settings.agents)
+    for name, client in (project.agent_clients() if project else {}).items():
+        if name in clients:
+            raise ConfigurationError(f"mandate.yaml: agents.{name}: the name is taken by MANDATE_AGENTS. Fix: rename the agent.")
+        if settings.env == "prod" and client.client_secret.get_secret_value() == DEV_SECRET_PLACEHOLDER:
+            raise ConfigurationError(f"mandate.yaml: agents.{name}: no client secret. Fix: set client_secret_env and that variable.")
+        clients[name] = client
+    return clients
+
+
 @asynccontextmanager
-async def open_services(settings: Settings, *, tracer_provider: TracerProvider) -> AsyncIterator[Services]:
+async def open_services(
+    settings: Settings, *, tracer_provider: TracerProvider, project: Project | None = None
+) -> AsyncIterator[Services]:
     """Open pools and clients, apply migrations, seed the demo world if asked; close all on exit.
 
     ``settings.database_url`` and ``settings.fga_api_url`` must be resolved (the dev stack does
     that for the embedded defaults).
     """
     tracer = tracer_provider.get_tracer(TRACER_NAME)
+    project = project or project_of(settings)
+    agents = agent_clients(settings, project)
     pool = await open_pool(settings.database_url)
     http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
     fga = None
@@ -158,13 +188,18 @@ async def open_services(settings: Settings, *, tracer_provider: TracerProvider) 
         directory = OpenFgaDirectory(client=fga)
         issuers = trusted_issuers(settings)
         planner, responder = _models(settings)
-        tools = demo_tools(tickets_api_url=settings.tickets_api_url, payments_api_url=settings.payments_api_url)
+        tools = ToolRegistry(
+            [
+                *demo_tools(tickets_api_url=settings.tickets_api_url, payments_api_url=settings.payments_api_url),
+                *(project.tool_specs() if project else []),
+            ]
+        )
         vault = TokenVaultStore(pool=pool, secret=settings.vault_key.get_secret_value().encode())
         audit_log = AuditLog(pool=pool, signer=audit_signer(settings))
         services = Services(
             settings=settings,
             pool=pool,
-            graphs=build_graphs(checkpointer=checkpointer),
+            graphs={**build_graphs(checkpointer=checkpointer), **(await project.compiled(checkpointer) if project else {})},
             checkpointer=checkpointer,
             verifier=TokenVerifier(issuers=issuers, audience=settings.audience, http=http),
             authz=authz,
@@ -180,7 +215,7 @@ async def open_services(settings: Settings, *, tracer_provider: TracerProvider) 
                     client_secret=agent.client_secret.get_secret_value(),
                     tracer=tracer,
                 )
-                for name, agent in settings.agents.items()
+                for name, agent in agents.items()
             },
             vault=vault,
             ledger=CallLedgerStore(pool=pool, tools=tools),
@@ -197,6 +232,10 @@ async def open_services(settings: Settings, *, tracer_provider: TracerProvider) 
             },
             sessions=SessionStore(pool=pool, vault=vault),
         )
+        if project:
+            await authz.write(
+                writes=[Relationship(vocabulary.agent(agent), vocabulary.INVOKER, vocabulary.tool(tool)) for agent, tool in project.invoker_grants()]
+            )
         if settings.seed_demo and settings.dev_issuer:
             await seed_demo_world(authz=authz, ingestor=services.ingestor)
         yield services

@@ -171,6 +171,9 @@ class Settings(BaseSettings):
     """Seconds the demo APIs wait after committing an effect before answering (crash rehearsals)."""
     max_threads_per_user: int = Field(default=10_000, ge=1)
     """Most threads one user may keep at once; creating another answers 429 ``thread_quota_exceeded``."""
+    project: Path | None = None
+    """A project's ``langgraph.json``: its graphs are served beside the built-in ones, under the
+    policies of the ``mandate.yaml`` beside it (``mandate serve --config``)."""
     seed_demo: bool = False
     """Seed the demo world (users' grants, documents) at startup; dev/test with the dev issuer only."""
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

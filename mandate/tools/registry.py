@@ -74,7 +74,9 @@ class ToolSpec:
 
     name: str
     description: str
-    args_schema: type[BaseModel]
+    args_schema: type[BaseModel] | None
+    """Validates and normalises the arguments before anyone decides on them; ``None`` (a project tool
+    whose schema lives with its code) keeps them as given, and the tool validates them when it runs."""
     audience: str | None
     """Downstream API base URL and token audience; ``None`` for tools served inside Mandate."""
     relation: str = "can_use"
@@ -103,6 +105,11 @@ class ToolSpec:
         Raises:
             InvalidToolArgsError: They do not match (the message names fields, never values).
         """
+        if self.args_schema is None:
+            try:
+                return dict(json.loads(json.dumps(args, allow_nan=False)))
+            except (TypeError, ValueError) as exc:
+                raise InvalidToolArgsError(f"Invalid arguments for {self.name}: not JSON.", fields=("args",)) from exc
         try:
             return self.args_schema.model_validate(args).model_dump(mode="json")
         except ValidationError as exc:
@@ -159,7 +166,11 @@ class ToolRegistry:
     """Tools by name."""
 
     def __init__(self, specs: Iterable[ToolSpec]) -> None:
-        self._specs = {spec.name: spec for spec in specs}
+        self._specs: dict[str, ToolSpec] = {}
+        for spec in specs:
+            if spec.name in self._specs:
+                raise ValueError(f"Tool {spec.name!r} is defined twice.")
+            self._specs[spec.name] = spec
 
     def get(self, name: str) -> ToolSpec:
         """The spec for ``name``.

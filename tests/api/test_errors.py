@@ -11,13 +11,15 @@ from mandate.errors import AppError
 
 NEVER_ON_A_REQUEST = {
     # Raised at startup or by operator commands, which report them on the terminal.
-    "ConfigurationError", "AuditKeyError", "AuditIntegrityError", "TracingConfigError", "IngestionError",
+    "ConfigurationError", "ProjectError", "AuditKeyError", "AuditIntegrityError", "TracingConfigError", "IngestionError",
     "IncompleteListingError", "EvidenceError", "ControlsTableError", "MutationError", "EvidenceRunError",
     # Bases whose every raised subclass is listed.
     "AppError", "AuthError", "AuditError", "RetrievalError", "ToolError", "GraphError", "ServiceError",
     "AssistantError", "ApprovalError", "ResourceServerError",
     # Turned into a refusal inside the run (an audited denial), never an HTTP answer.
     "InvalidToolArgsError",
+    # A misconfigured graph: the run ends in error.
+    "MandateContextMissingError",
 }
 
 

@@ -50,6 +50,10 @@ class ChatDouble:
         user_text = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
         message: dict[str, Any] = {"role": "assistant", "content": None}
         offered = {t["function"]["name"] for t in body.get("tools", [])}
+        last = body["messages"][-1] if body["messages"] else {}
+        if last.get("role") == "tool":  # an agent loop: the tool answered, so the model reports it
+            message["content"] = f"Tool result: {last.get('content')}"
+            return _completion(body, message)
         for pattern, tool, args in self.rules:
             if offered and re.search(pattern, user_text, re.IGNORECASE):  # a model may name any tool
                 message["tool_calls"] = [
@@ -64,14 +68,19 @@ class ChatDouble:
             system = next((m["content"] for m in body["messages"] if m["role"] == "system"), "")
             titles = re.findall(r"^\[(.+)\]$", system, re.MULTILINE)
             message["content"] = f"Answer drawn from: {', '.join(titles) or 'nothing'}."
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model", "double"),
-            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if "tool_calls" in message else "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        }
+        return _completion(body, message)
+
+
+def _completion(body: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+    """A ``chat.completion`` carrying ``message``."""
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "double"),
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if "tool_calls" in message else "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
 
 
 async def _as_chunks(reply: dict[str, Any]) -> Any:

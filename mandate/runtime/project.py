@@ -1,0 +1,296 @@
+"""A team's project served by Mandate: the graphs of its ``langgraph.json`` and the policies of its
+``mandate.yaml``, loaded and checked once at startup.
+
+The graph specs follow the LangGraph CLI (``./path.py:attr`` or ``module:attr``; a compiled graph,
+a ``StateGraph`` builder, or a factory taking nothing or a ``RunnableConfig``), so the same folder
+runs under ``langgraph dev``. Two deliberate differences: paths are relative to the config file's
+folder (not the current directory), and ``env`` never overrides a variable already set, so an
+operator's environment wins over a file in the repository. A factory is called once per process.
+
+``mandate.yaml`` (beside ``langgraph.json``) is policy as data::
+
+    tools:                       # every tool an agent may call; an unlisted tool is denied
+      - name: create_ticket
+        audience: https://tickets.example.com/tickets   # the API's URL and token audience
+        scopes: [tickets:write]
+        sensitivity: write       # read | write | financial
+        step_up: {acr: "urn:mandate:acr:mfa", max_age: 300}
+        approval: {policy: user_consent, ttl: 86400}    # none | user_consent | approver
+    agents:                      # each agent's OAuth client and the tools it may invoke
+      assistant:
+        client_id: mandate-agent-assistant
+        client_secret_env: ASSISTANT_CLIENT_SECRET
+        tools: [create_ticket]
+
+Every error names the file, the key and what would fix it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from dotenv import dotenv_values
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.pregel import Pregel
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from mandate.auth import StepUpRequirement
+from mandate.runtime.errors import ProjectError
+from mandate.runtime.settings import DEV_SECRET_PLACEHOLDER, AgentClientSettings
+from mandate.tools import ApprovalPolicy, EditRule, ToolSpec
+
+__all__ = ["MANDATE_FILE", "Project", "ProjectPolicies", "load_project"]
+
+MANDATE_FILE = "mandate.yaml"
+"""Mandate's settings for a project, beside its ``langgraph.json``."""
+NAME = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+class StepUpPolicy(BaseModel):
+    """How strong and fresh the requester's sign-in must be for the call (RFC 9470)."""
+
+    model_config = ConfigDict(extra="forbid")
+    acr: str
+    max_age: int = Field(gt=0, le=86_400)
+
+
+class ApprovalSettings(BaseModel):
+    """Who must say yes before the call runs."""
+
+    model_config = ConfigDict(extra="forbid")
+    policy: ApprovalPolicy = ApprovalPolicy.NONE
+    approver_distinct: bool = True
+    ttl: int = Field(default=3600, gt=0, le=30 * 86_400)
+    editable: dict[str, EditRule] = Field(default_factory=dict)
+
+
+class ToolPolicy(BaseModel):
+    """One tool's policy: which grant it needs, where it acts, and what it demands before it runs."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=NAME)
+    description: str = ""
+    audience: str | None = Field(default=None, pattern=r"^https?://")
+    """The API the tool calls, and the audience of its delegated token; none: no token is exchanged."""
+    relation: str = "can_use"
+    scopes: list[str] = Field(default_factory=list)
+    sensitivity: Literal["read", "write", "financial"] = "read"
+    step_up: StepUpPolicy | None = None
+    approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
+
+    def spec(self) -> ToolSpec:
+        return ToolSpec(
+            name=self.name,
+            description=self.description,
+            args_schema=None,
+            audience=self.audience,
+            relation=self.relation,
+            scopes=tuple(self.scopes),
+            sensitivity=self.sensitivity,
+            step_up=StepUpRequirement(acr=self.step_up.acr, max_age=self.step_up.max_age) if self.step_up else None,
+            approval=self.approval.policy,
+            approver_distinct=self.approval.approver_distinct,
+            approval_ttl=self.approval.ttl,
+            editable=dict(self.approval.editable),
+        )
+
+
+class AgentPolicy(BaseModel):
+    """An agent: its OAuth client (the ``act`` of its delegated tokens) and the tools it may invoke."""
+
+    model_config = ConfigDict(extra="forbid")
+    client_id: str = Field(min_length=1)
+    client_secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    """The environment variable holding the client's secret (never the secret itself in the file)."""
+    tools: list[str] = Field(default_factory=list)
+
+
+class ProjectPolicies(BaseModel):
+    """The schema of ``mandate.yaml``."""
+
+    model_config = ConfigDict(extra="forbid")
+    tools: list[ToolPolicy] = Field(default_factory=list)
+    agents: dict[str, AgentPolicy] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProjectPolicies:
+        names = [tool.name for tool in self.tools]
+        if len(names) != len(set(names)):
+            raise ValueError(f"tools: each name once (repeated: {sorted({n for n in names if names.count(n) > 1})})")
+        for agent, policy in self.agents.items():
+            unknown = sorted(set(policy.tools) - set(names))
+            if unknown:
+                raise ValueError(f"agents.{agent}.tools: {unknown} have no entry under tools")
+        return self
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Project:
+    """A loaded project: its graph sources by graph id, and its policies."""
+
+    root: Path
+    graphs: Mapping[str, Any]
+    """Graph id → what the spec named (compiled graph, builder or factory), not yet bound to a checkpointer."""
+    policies: ProjectPolicies
+
+    def tool_specs(self) -> list[ToolSpec]:
+        return [tool.spec() for tool in self.policies.tools]
+
+    def agent_clients(self) -> dict[str, AgentClientSettings]:
+        """The agents' OAuth clients, secrets read from the environment variables the file names."""
+        clients = {}
+        for name, agent in self.policies.agents.items():
+            secret = os.environ.get(agent.client_secret_env, "") if agent.client_secret_env else ""
+            clients[name] = AgentClientSettings(client_id=agent.client_id, client_secret=SecretStr(secret or DEV_SECRET_PLACEHOLDER))
+        return clients
+
+    def invoker_grants(self) -> list[tuple[str, str]]:
+        """(agent name, tool name) for every tool an agent may invoke."""
+        return [(agent, tool) for agent, policy in self.policies.agents.items() for tool in policy.tools]
+
+    async def compiled(self, checkpointer: BaseCheckpointSaver) -> dict[str, CompiledStateGraph]:
+        """Every graph compiled (or copied) with ``checkpointer``; factories are called now."""
+        return {graph_id: await _compiled(graph_id, source, checkpointer, self.root) for graph_id, source in self.graphs.items()}
+
+
+def _fail(file: Path, key: str, problem: str, fix: str) -> ProjectError:
+    return ProjectError(f"{file}: {key}: {problem}. Fix: {fix}")
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise _fail(path, "(file)", "not found", "pass the path of the project's langgraph.json") from None
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"line {exc.lineno}", "not valid JSON", "correct the JSON syntax") from None
+    if not isinstance(config, dict) or not isinstance(config.get("graphs"), dict) or not config["graphs"]:
+        raise _fail(path, "graphs", "missing or empty", 'name each graph, e.g. {"agent": "./agent.py:graph"}')
+    return config
+
+
+_VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+
+
+def _expand(path: Path, value: Any, key: str) -> Any:
+    """``value`` with every ``${NAME}`` in its strings read from the environment."""
+    if isinstance(value, dict):
+        return {k: _expand(path, v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(path, v, f"{key}.{i}") for i, v in enumerate(value)]
+    if isinstance(value, str):
+        for name in _VARIABLE.findall(value):
+            if name not in os.environ:
+                raise _fail(path, key, f"${{{name}}} is not set", f"set the environment variable {name}")
+        return _VARIABLE.sub(lambda m: os.environ[m.group(1)], value)
+    return value
+
+
+def _read_policies(path: Path) -> ProjectPolicies:
+    if not path.exists():
+        return ProjectPolicies()
+    try:
+        raw = _expand(path, yaml.safe_load(path.read_text()) or {}, "")
+        return ProjectPolicies.model_validate(raw)
+    except yaml.YAMLError as exc:
+        raise _fail(path, "(file)", f"not valid YAML ({type(exc).__name__})", "correct the YAML syntax") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise _fail(path, key, first["msg"], "see the mandate.yaml schema in the README") from None
+
+
+def _apply_env(config_path: Path, env: Any) -> None:
+    """Set the project's variables that the operator has not set (the operator's environment wins)."""
+    if isinstance(env, str):
+        values = dotenv_values(config_path.parent / env)
+    elif isinstance(env, dict):
+        values = env
+    elif env is None:
+        return
+    else:
+        raise _fail(config_path, "env", "neither a mapping nor a path", 'give {"NAME": "value"} or ".env"')
+    for name, value in values.items():
+        if value is not None:
+            os.environ.setdefault(str(name), str(value))
+
+
+def _import(root: Path, config_path: Path, graph_id: str, spec: Any) -> Any:
+    path = spec.get("path") if isinstance(spec, dict) else spec
+    if not isinstance(path, str) or ":" not in path:
+        raise _fail(config_path, f"graphs.{graph_id}", "not of the form './file.py:name' or 'module:name'", "name the graph's file and variable")
+    target, variable = path.rsplit(":", 1)
+    try:
+        if "/" in target:
+            file = (root / target).resolve()
+            module_name = "mandate_project_" + "_".join(file.relative_to(root.resolve()).with_suffix("").parts)
+            spec_ = importlib.util.spec_from_file_location(module_name, file)
+            if spec_ is None or spec_.loader is None or not file.exists():
+                raise _fail(config_path, f"graphs.{graph_id}", f"{target} not found", "give a path relative to langgraph.json")
+            module = importlib.util.module_from_spec(spec_)
+            sys.modules[module_name] = module
+            spec_.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except ProjectError:
+        raise
+    except Exception as exc:
+        raise _fail(config_path, f"graphs.{graph_id}", f"importing {target} failed ({type(exc).__name__}: {exc})", "make the module import cleanly") from exc
+    if variable not in vars(module):
+        raise _fail(config_path, f"graphs.{graph_id}", f"{target} has no {variable!r}", "name a variable the module defines")
+    return vars(module)[variable]
+
+
+async def _compiled(graph_id: str, source: Any, checkpointer: BaseCheckpointSaver, root: Path) -> CompiledStateGraph:
+    graph = source
+    if callable(graph) and not isinstance(graph, (Pregel, StateGraph)):
+        graph = graph(RunnableConfig(configurable={})) if inspect.signature(graph).parameters else graph()
+        if inspect.isawaitable(graph):
+            graph = await graph
+    if isinstance(graph, StateGraph):
+        return graph.compile(checkpointer=checkpointer, name=graph_id)
+    if isinstance(graph, Pregel):
+        if graph.checkpointer not in (None, False):
+            raise ProjectError(f"{root}: graphs.{graph_id}: compiled with its own checkpointer. Fix: compile without one; Mandate adds its own.")
+        return graph.copy(update={"checkpointer": checkpointer})  # type: ignore[return-value]
+    raise ProjectError(f"{root}: graphs.{graph_id}: {type(graph).__name__} is not a graph. Fix: export a compiled graph, a StateGraph or a factory.")
+
+
+def load_project(config_path: Path, *, reserved: frozenset[str] = frozenset()) -> Project:
+    """Read ``langgraph.json`` and the ``mandate.yaml`` beside it; import the graphs' modules.
+
+    Args:
+        config_path: The project's ``langgraph.json``.
+        reserved: Graph ids already taken (the built-in graphs).
+
+    Raises:
+        ProjectError: Anything wrong, naming the file, the key and the fix.
+    """
+    config_path = config_path.resolve()
+    config = _read_config(config_path)
+    root = config_path.parent
+    policies = _read_policies(root / MANDATE_FILE)
+    _apply_env(config_path, config.get("env"))
+    for dependency in config.get("dependencies", []):
+        folder = (root / dependency).resolve()
+        if folder.is_dir() and str(folder) not in sys.path:
+            sys.path.append(str(folder))
+    taken = sorted(set(config["graphs"]) & reserved)
+    if taken:
+        raise _fail(config_path, "graphs", f"{taken} are built-in graph ids", "rename those graphs")
+    graphs = {graph_id: _import(root, config_path, graph_id, spec) for graph_id, spec in config["graphs"].items()}
+    return Project(root=root, graphs=graphs, policies=policies)
