@@ -177,27 +177,29 @@ class SealedAnswer(TypedDict):
     """
 
     mandate_run_id: str
+    kind: InterruptKind
+    """The kind of pause it answers: a step-up resume is never taken as a decision."""
     answer: Any
 
 
-def seal_answer(answer: Any, *, run_id: str) -> SealedAnswer:
-    """``answer`` bound to the run that delivers it."""
-    return SealedAnswer(mandate_run_id=run_id, answer=answer)
+def seal_answer(answer: Any, *, run_id: str, kind: InterruptKind) -> SealedAnswer:
+    """``answer`` to a pause of ``kind``, bound to the run that delivers it."""
+    return SealedAnswer(mandate_run_id=run_id, kind=kind, answer=answer)
 
 
-def answer_of_run(value: Any, *, run_id: str | None) -> tuple[bool, Any]:
-    """Whether ``value`` was delivered by run ``run_id``, and the answer it carries.
+def answer_of_run(value: Any, *, run_id: str | None, kinds: tuple[InterruptKind, ...] = REVIEW_KINDS) -> tuple[bool, Any]:
+    """Whether ``value`` answers a pause of one of ``kinds`` in run ``run_id``, and the answer it carries.
 
     An unsealed value comes from a caller that invokes the graph itself (a test, ``langgraph dev``)
     and counts as this run's.
     """
-    if isinstance(value, dict) and set(value) == {"mandate_run_id", "answer"}:
-        return value["mandate_run_id"] == run_id, value["answer"]
+    if isinstance(value, dict) and set(value) == {"mandate_run_id", "kind", "answer"}:
+        return value["mandate_run_id"] == run_id and value["kind"] in kinds, value["answer"]
     return True, value
 
 
 def seal_resume(resume: Any, *, pending: dict[str, Any], run_id: str) -> Any:
-    """The resume value of a run, with every answer to a review sealed to ``run_id``.
+    """The resume value of a run, with every answer to one of the gate's pauses sealed to ``run_id``.
 
     Args:
         resume: The client's ``command.resume``: one answer, or answers by interrupt id.
@@ -206,7 +208,8 @@ def seal_resume(resume: Any, *, pending: dict[str, Any], run_id: str) -> Any:
     """
     def seal(interrupt_id: str | None, answer: Any) -> Any:
         value = pending.get(interrupt_id) if interrupt_id else next(iter(pending.values()), None)
-        return seal_answer(answer, run_id=run_id) if interrupt_kind(value) in REVIEW_KINDS else answer
+        kind = interrupt_kind(value)
+        return seal_answer(answer, run_id=run_id, kind=kind) if kind else answer
 
     if isinstance(resume, dict) and resume and set(resume) <= set(pending):
         return {interrupt_id: seal(interrupt_id, answer) for interrupt_id, answer in resume.items()}

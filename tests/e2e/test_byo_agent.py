@@ -179,6 +179,7 @@ def test_four_eyes_payment_step_up_then_another_persons_approval(project_url: st
     values = alice_mfa.runs.wait(thread, "assistant", command={"resume": {}})  # type: ignore[assignment]
     request = values["__interrupt__"][0]["value"]
     assert request["kind"] == "approval" and request["action_requests"][0]["args"] == INVOICE
+    assert "error" not in request  # the step-up resume was not taken as a decision
 
     own = alice_mfa.runs.wait(thread, "assistant", command={"resume": {"decisions": [{"type": "approve"}]}})
     assert own["__interrupt__"][0]["value"]["error"] == "requester_cannot_approve"  # type: ignore[index]
@@ -197,6 +198,34 @@ def test_four_eyes_payment_step_up_then_another_persons_approval(project_url: st
     events = _audit(db, thread)
     assert ("consent.refused", "agent:assistant", "requester_cannot_approve") in events
     assert ("consent.decided", "agent:assistant", "approve") in events
+
+
+def test_an_approvers_edit_beyond_policy_goes_back_to_the_requester_and_runs_once(
+    project_url: str, sdk: Callable[..., SyncLangGraphClient], db: psycopg.Connection
+) -> None:
+    """Several questions in one tool call: each answer is taken in the run that brought it, never replayed."""
+    alice = sdk("alice", otp=OTP)
+    thread, values = _ask(alice, "pay the invoice from Initech")
+    assert values["__interrupt__"][0]["value"]["kind"] == "approval"  # signed in with MFA: no step-up pause
+    bob = login(project_url, "bob", otp=OTP)
+    [item] = [a for a in httpx.get(f"{project_url}/approvals", headers=bearer(bob)).json() if a["thread_id"] == thread]
+    edited = {**INVOICE, "recipient": "Mallory Ltd"}
+    decided = httpx.post(
+        f"{project_url}/approvals/{item['id']}/decision", headers=bearer(bob), timeout=60,
+        json={"type": "edit", "edited_action": {"name": "pay_invoice", "args": edited}},
+    )
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["approval"]["status"] == "edited" and _effects(db, "payments", thread) == []
+    # alice steps up for the new arguments, then is asked to confirm them: bob's edit is not replayed as her answer.
+    confirm = alice.runs.wait(thread, "assistant", command={"resume": {}})["__interrupt__"][0]["value"]  # type: ignore[index]
+    assert (confirm["kind"], confirm["purpose"], "error" in confirm) == ("consent", "confirm_edit", False)
+    assert confirm["action_requests"][0]["args"]["recipient"] == "Mallory Ltd"
+    done = alice.runs.wait(thread, "assistant", command={"resume": {"decisions": [{"type": "approve"}]}})
+    assert "__interrupt__" not in done and _tool_messages(done)[-1]["status"] == "success"  # type: ignore[arg-type]
+    [(subject, _, _, _)] = _effects(db, "payments", thread)
+    assert subject == "alice"
+    events = [e for e, _, _ in _audit(db, thread)]
+    assert "consent.refused" not in events and events.count("tool.started") == 1, _audit(db, thread)
 
 
 def test_no_token_is_at_rest_in_checkpoints(project_url: str, sdk: Callable[..., SyncLangGraphClient], db: psycopg.Connection) -> None:
