@@ -105,7 +105,7 @@ def operator_settings(args: argparse.Namespace) -> Settings:
     production = Settings()
     if not getattr(args, "dev", False) and production.env == "prod":
         return production
-    settings = DevSettings(**_project(args))
+    settings = DevSettings()
     if settings.env == "prod":
         raise CommandError("--dev conflicts with MANDATE_ENV=prod; unset one of them.")
     return settings
@@ -164,7 +164,7 @@ def _project(args: argparse.Namespace) -> dict[str, Path]:
 def _cmd_dev(args: argparse.Namespace) -> int:
     from mandate.runtime.settings import DevSettings
 
-    settings = DevSettings()
+    settings = DevSettings(**_project(args))
     if settings.env == "prod":
         raise CommandError("refuses MANDATE_ENV=prod; use `mandate serve`.")
     print(f"Starting the embedded stack under {settings.data_dir.absolute()} …", flush=True)
