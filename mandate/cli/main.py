@@ -144,9 +144,14 @@ def _serve(settings: Settings) -> None:
     from mandate.audit import tracer_provider_from_env
     from mandate.api.app import create_app
 
+    from mandate.runtime.errors import ProjectError
+
     tracer_provider = tracer_provider_from_env(os.environ)  # OTEL_* picks the exporters
     try:
-        app = create_app(settings, tracer_provider=tracer_provider)
+        try:
+            app = create_app(settings, tracer_provider=tracer_provider)
+        except ProjectError as exc:
+            raise CommandError(exc.message) from None
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     finally:
         tracer_provider.shutdown()  # flush batched spans

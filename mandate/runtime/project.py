@@ -237,6 +237,8 @@ def _import(root: Path, config_path: Path, graph_id: str, spec: Any) -> Any:
     try:
         if "/" in target:
             file = (root / target).resolve()
+            if not file.is_relative_to(root.resolve()):
+                raise _fail(config_path, f"graphs.{graph_id}", f"{target} is outside the project folder", "keep graph files inside it")
             module_name = "mandate_project_" + "_".join(file.relative_to(root.resolve()).with_suffix("").parts)
             spec_ = importlib.util.spec_from_file_location(module_name, file)
             if spec_ is None or spec_.loader is None or not file.exists():
