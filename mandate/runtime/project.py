@@ -48,7 +48,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.pregel import Pregel
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from mandate.auth import StepUpRequirement
+from mandate.auth import Relationship, StepUpRequirement
 from mandate.runtime.errors import ProjectError
 from mandate.runtime.settings import DEV_SECRET_PLACEHOLDER, AgentClientSettings
 from mandate.tools import ApprovalPolicy, EditRule, ToolSpec
@@ -119,12 +119,24 @@ class AgentPolicy(BaseModel):
     tools: list[str] = Field(default_factory=list)
 
 
+class DevGrant(BaseModel):
+    """One OpenFGA tuple for trying the project in dev (``tenant:acme#member can_use tool:x``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    user: str = Field(pattern=r"^[a-z_]+:[^\s#:]+(#[a-z_]+)?$")
+    relation: str = Field(pattern=r"^[a-z_]+$")
+    object: str = Field(pattern=r"^[a-z_]+:[^\s#:]+$")
+
+
 class ProjectPolicies(BaseModel):
     """The schema of ``mandate.yaml``."""
 
     model_config = ConfigDict(extra="forbid")
     tools: list[ToolPolicy] = Field(default_factory=list)
     agents: dict[str, AgentPolicy] = Field(default_factory=dict)
+    dev_grants: list[DevGrant] = Field(default_factory=list)
+    """Written to OpenFGA at startup in dev and test only, beside the demo world; in production,
+    who may use a tool is the tenant's data, written by its own administration."""
 
     @model_validator(mode="after")
     def _consistent(self) -> ProjectPolicies:
@@ -157,6 +169,9 @@ class Project:
             secret = os.environ.get(agent.client_secret_env, "") if agent.client_secret_env else ""
             clients[name] = AgentClientSettings(client_id=agent.client_id, client_secret=SecretStr(secret or DEV_SECRET_PLACEHOLDER))
         return clients
+
+    def dev_grants(self) -> list[Relationship]:
+        return [Relationship(g.user, g.relation, g.object) for g in self.policies.dev_grants]
 
     def invoker_grants(self) -> list[tuple[str, str]]:
         """(agent name, tool name) for every tool an agent may invoke."""

@@ -236,6 +236,8 @@ async def open_services(
             await authz.write(
                 writes=[Relationship(vocabulary.agent(agent), vocabulary.INVOKER, vocabulary.tool(tool)) for agent, tool in project.invoker_grants()]
             )
+            if settings.seed_demo and settings.dev_issuer:
+                await authz.write(writes=project.dev_grants())
         if settings.seed_demo and settings.dev_issuer:
             await seed_demo_world(authz=authz, ingestor=services.ingestor)
         yield services

@@ -3,7 +3,6 @@ official ``langgraph-sdk``: every tool call passes the gate, and each control ho
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,23 +16,14 @@ from langgraph_sdk.client import SyncLangGraphClient
 
 from mandate.api.app import create_app
 from mandate.audit import build_tracer_provider
-from mandate.auth import Relationship, ensure_store_and_model
-from mandate.auth import vocabulary as fga
-from mandate.runtime.services import MODEL_PATH
 from mandate.runtime.settings import DevSettings, Settings
 from tests.utils.approvals import OTP
 from tests.utils.openai_double import ChatDouble
 from tests.utils.servers import free_port, serve_in_thread
-from tests.utils.services import authorizer
 from tests.utils.threads import bearer
 from tests.utils.tokens import claims_of, login
 
 PROJECT = Path(__file__).resolve().parents[2] / "examples" / "assistant" / "langgraph.json"
-GRANTS = [
-    Relationship(fga.tenant_members("acme"), fga.CAN_USE, fga.tool("convert_currency")),
-    Relationship(fga.tenant_members("acme"), fga.CAN_USE, fga.tool("open_ticket")),
-    Relationship(fga.group_members("acme-finance"), fga.CAN_USE, fga.tool("pay_invoice")),
-]
 INVOICE = {"amount": 250.0, "currency": "EUR", "recipient": "Initech Services GmbH", "reference": "INV-7"}
 
 
@@ -53,7 +43,8 @@ def model() -> Iterator[tuple[ChatDouble, str]]:
 
 @pytest.fixture(scope="module")
 def project_url(stack_settings: Settings, model: tuple[ChatDouble, str]) -> Iterator[str]:
-    """Mandate serving the example project beside the built-in graphs, on the shared Postgres and OpenFGA."""
+    """Mandate serving the example project beside the built-in graphs, on the shared Postgres and OpenFGA;
+    the users' grants on its tools are the project's ``dev_grants``."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with pytest.MonkeyPatch.context() as env:
@@ -65,18 +56,8 @@ def project_url(stack_settings: Settings, model: tuple[ChatDouble, str]) -> Iter
             env="test", port=port, data_dir=stack_settings.data_dir, database_url=stack_settings.database_url,
             fga_api_url=stack_settings.fga_api_url, project=PROJECT,
         )
-        asyncio.run(_grant(settings))
         with serve_in_thread(create_app(settings, tracer_provider=build_tracer_provider()), port=port) as served:
             yield served
-
-
-async def _grant(settings: Settings) -> None:
-    store_id, model_id = await ensure_store_and_model(
-        api_url=settings.fga_api_url, store_name=settings.fga_store_name, model_path=MODEL_PATH
-    )
-    authz = authorizer(settings.fga_api_url, store_id, model_id)
-    await authz.write(writes=GRANTS)
-    await authz._client.close()  # noqa: SLF001  (test set-up of the SDK client)
 
 
 @pytest.fixture
