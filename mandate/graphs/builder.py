@@ -11,8 +11,17 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
-from mandate.contract.state import GraphContext, MandateState
-from mandate.nodes import Node, after_consent, make_consent, make_planner, make_retriever, make_step_up, make_tool_executor, responder_node
+from mandate.sdk import GraphContext, MandateState
+from mandate.sdk import (
+    Node,
+    after_consent,
+    make_consent,
+    make_planner,
+    make_retriever,
+    make_step_up,
+    make_tool_executor,
+    responder_node,
+)
 
 __all__ = ["ASSISTANT_ID", "SUPERVISOR_ID", "assemble_single", "assemble_supervisor"]
 

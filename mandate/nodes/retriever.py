@@ -6,13 +6,29 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from mandate.auth import Principal
+from mandate.auth import Principal, PrincipalState
 from mandate.contract.state import ContextChunk, GraphContext, MandateState
 from mandate.nodes.planner import Node
 
-__all__ = ["make_retriever"]
+__all__ = ["make_retriever", "retrieve_authorized"]
 
 TOP_K = 4
+
+
+async def retrieve_authorized(
+    context: GraphContext, requester: PrincipalState, query: str, *, agent: str, k: int = TOP_K
+) -> list[ContextChunk]:
+    """The ``k`` best chunks for ``query`` that ``requester`` and ``agent`` (``agent:<name>``) may both read.
+
+    Vector similarity ranks; it never authorizes: every chunk is checked in OpenFGA for both.
+    """
+    chunks = await context.retriever.retrieve(
+        query, user=Principal.user_id_of(requester), tenant=requester["tenant"], agent=agent, k=k
+    )
+    return [
+        ContextChunk(doc_id=c.doc_id, title=c.title, chunk_index=c.chunk_index, content=c.content, similarity=c.similarity)
+        for c in chunks
+    ]
 
 
 def make_retriever(*, agent: str) -> Node:
@@ -24,16 +40,6 @@ def make_retriever(*, agent: str) -> Node:
         principal = state["principal"]
         if not question or principal is None:
             return {"context": []}
-        chunks = await runtime.context.retriever.retrieve(
-            question, user=Principal.user_id_of(principal), tenant=principal["tenant"], agent=agent, k=TOP_K
-        )
-        return {
-            "context": [
-                ContextChunk(
-                    doc_id=c.doc_id, title=c.title, chunk_index=c.chunk_index, content=c.content, similarity=c.similarity
-                )
-                for c in chunks
-            ]
-        }
+        return {"context": await retrieve_authorized(runtime.context, principal, question, agent=agent, k=TOP_K)}
 
     return retriever

@@ -8,22 +8,56 @@
   Mandate's gate (grants, step-up, consent/approval, write-ahead audit, delegated token).
 - :func:`api_tool`: a tool that POSTs its arguments to the API its policy names, with the
   delegated token and the call's idempotency key.
+- :func:`secured_tool_node` and :class:`GatedState`: the same gate as a node of a hand-built ``StateGraph``.
+- :func:`retrieve_authorized`: chunks the requester and the agent may both read (OpenFGA), nothing else.
 - :func:`delegated_credentials`: inside a gated tool, the short-lived token for its API and the
   call's idempotency key.
 - The state contract (:class:`MandateState`, :func:`write_once`) and the interrupt payloads
   (:class:`ReviewRequest`, :class:`StepUpRequest`, :class:`ReauthenticateRequest`).
+- The nodes the built-in graphs are assembled from (``make_planner``, ``make_retriever``,
+  ``make_step_up``, ``make_consent``, ``make_tool_executor``, ``responder_node``), so that either
+  graph can be rebuilt, or varied, from this module alone.
 """
 
 from mandate.auth import Principal, PrincipalState
 from mandate.contract import GraphContext, MandateState, ProposedCall, ToolOutcome, write_once
 from mandate.gate import ReauthenticateRequest, ReviewRequest, StepUpRequest
+from mandate.nodes import (
+    LlmPlanner,
+    LlmResponder,
+    Node,
+    OfflinePlanner,
+    OfflineResponder,
+    after_consent,
+    make_consent,
+    make_planner,
+    make_retriever,
+    make_step_up,
+    make_tool_executor,
+    responder_node,
+    retrieve_authorized,
+)
 from mandate.sdk.api_tool import api_tool
 from mandate.sdk.credentials import CallCredentials, delegated_credentials
 from mandate.sdk.middleware import GatedAgentState, MandateGate
+from mandate.sdk.tool_node import GatedState, secured_tool_node
 
 __all__ = [
+    "LlmPlanner",
+    "LlmResponder",
+    "Node",
+    "OfflinePlanner",
+    "OfflineResponder",
+    "after_consent",
+    "make_consent",
+    "make_planner",
+    "make_retriever",
+    "make_step_up",
+    "make_tool_executor",
+    "responder_node",
     "CallCredentials",
     "GatedAgentState",
+    "GatedState",
     "GraphContext",
     "MandateGate",
     "MandateState",
@@ -36,5 +70,7 @@ __all__ = [
     "ToolOutcome",
     "api_tool",
     "delegated_credentials",
+    "retrieve_authorized",
+    "secured_tool_node",
     "write_once",
 ]
