@@ -6,7 +6,8 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from mandate.auth import Principal
+from mandate.audit import AuditEvent
+from mandate.auth import AuthorizationUnavailableError, Principal
 from mandate.graphs.state import ContextChunk, GraphContext, MandateState
 from mandate.nodes.planner import Node
 
@@ -24,9 +25,22 @@ def make_retriever(*, agent: str) -> Node:
         principal = state["principal"]
         if not question or principal is None:
             return {"context": []}
-        chunks = await runtime.context.retriever.retrieve(
-            question, user=Principal.user_id_of(principal), tenant=principal["tenant"], agent=agent, k=TOP_K
-        )
+        ctx = runtime.context
+        try:
+            chunks = await ctx.retriever.retrieve(
+                question, user=Principal.user_id_of(principal), tenant=principal["tenant"], agent=agent, k=TOP_K
+            )
+        except AuthorizationUnavailableError as exc:
+            # Nothing was retrieved; the denial is on the record, and the run stops here (503) so
+            # that it can be continued once OpenFGA answers again.
+            await ctx.audit.record_denial(
+                AuditEvent(
+                    tenant=principal["tenant"], event="retrieval.denied", actor=ctx.pseudonym(ctx.caller),
+                    thread_id=ctx.thread_id, agent=agent, decision=exc.code,
+                    detail={"requester": ctx.pseudonym(principal)},
+                )
+            )
+            raise
         return {
             "context": [
                 ContextChunk(
