@@ -5,6 +5,7 @@ timeout, then is refused with 503 ``issuer_unavailable``."""
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +28,8 @@ KEY = RSAKey.generate_key(2048, parameters={"kid": "drill-1"})
 UNPUBLISHED = RSAKey.generate_key(2048, parameters={"kid": "drill-unpublished"})
 LIVENESS_S = JWKS_FETCH_TIMEOUT_SECONDS * 4
 """The client's own bound: a request still unanswered by then has waited far past the fetch timeout."""
+TRICKLE_INTERVAL_S = 1.0
+"""How often the silent issuer sends one more byte: well inside any read timeout."""
 
 
 def _issuer_app(url: str) -> FastAPI:
@@ -46,11 +49,39 @@ def _issuer_app(url: str) -> FastAPI:
 
 @pytest.fixture(scope="module")
 def silent_issuer() -> Iterator[str]:
-    """An issuer URL whose port accepts connections and never answers (a hung JWKS endpoint)."""
+    """An issuer URL that answers every request with headers and then one byte a second, never ending.
+
+    No single read waits long, so only the verifier's bound on the whole fetch can end the wait.
+    """
+    stop = threading.Event()
+
+    def trickle(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n")
+                while not stop.wait(TRICKLE_INTERVAL_S):
+                    conn.sendall(b" ")
+            except OSError:
+                pass  # the client gave up
+
+    def accept(listener: socket.socket) -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=trickle, args=(conn,), daemon=True).start()
+
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
-        listener.listen(64)  # connections complete in the backlog; nothing ever reads or answers them
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+        listener.listen(16)
+        threading.Thread(target=accept, args=(listener,), daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+        finally:
+            stop.set()
+            listener.shutdown(socket.SHUT_RDWR)
 
 
 @pytest.fixture(scope="module")
