@@ -10,6 +10,7 @@ never retried (the same request would be refused again), nor is anything else.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -108,7 +109,9 @@ async def _attempt(http: httpx.AsyncClient, spec: ToolSpec, *, args: dict[str, A
     return response
 
 
-def _log_retry(tool: str) -> Any:
+def _log_retry(tool: str) -> Callable[[RetryCallState], None]:
+    """Log each failed attempt before its retry (the error's text only: never a header or body)."""
+
     def log(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
         _log.warning(
