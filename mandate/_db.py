@@ -43,6 +43,9 @@ async def open_pool(dsn: str, *, max_size: int = 10) -> AsyncConnectionPool:
         max_size=max_size,
         open=False,
         configure=_configure,
+        # A connection is checked as it leaves the pool: after Postgres restarts, the pool's old
+        # connections are replaced instead of failing one request each.
+        check=AsyncConnectionPool.check_connection,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
     )
     await pool.open(wait=True)

@@ -7,9 +7,9 @@ Each room has its own ``errors.py`` whose base class derives from :class:`AppErr
     ├── auth.errors.AuthError
     ├── retrieval.errors.RetrievalError
     ├── tools.errors.ToolError
-    ├── graphs.errors.GraphError
+    ├── contract.errors.GraphError
     ├── audit.errors.AuditError
-    └── service.errors.ServiceError
+    └── runtime.errors.ServiceError
 """
 
 __all__ = ["AppError"]

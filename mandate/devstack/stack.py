@@ -63,6 +63,16 @@ class DevStack:
             update["fga_api_url"] = self._openfga.start()
         return settings.model_copy(update=update)
 
+    @property
+    def postgres(self) -> EmbeddedPostgres | None:
+        """The embedded Postgres this stack started, if any (the failure drills restart it)."""
+        return self._postgres
+
+    @property
+    def openfga(self) -> EmbeddedOpenFGA | None:
+        """The embedded OpenFGA this stack started, if any (the failure drills stop and restart it)."""
+        return self._openfga
+
     def stop(self) -> None:
         """Stop what :meth:`start` started (safe to call twice)."""
         if self._openfga is not None:

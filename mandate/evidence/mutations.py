@@ -168,6 +168,48 @@ MUTATIONS: tuple[Mutation, ...] = (
         original='            await conn.execute(queries.DELETE_THREADS, {"thread_ids": thread_ids})\n',
         replacement="            pass  # mutation: the threads are kept\n",
     ),
+    Mutation(
+        name="authz-allows-when-openfga-fails",
+        removes="When OpenFGA cannot be reached, every question it was asked is answered 'allowed'.",
+        path="mandate/auth/authz.py",
+        original=(
+            '                span.set_attribute("mandate.authz.error", type(exc).__name__)\n'
+            '                raise AuthorizationUnavailableError("The authorization service is unavailable.") from exc\n'
+        ),
+        replacement="                return [True] * len(questions)  # mutation: allow when OpenFGA fails\n",
+    ),
+    Mutation(
+        name="pool-keeps-dead-connections",
+        removes="The pool hands out connections without checking them, so each one a Postgres restart broke fails a request.",
+        path="mandate/_db.py",
+        original="        check=AsyncConnectionPool.check_connection,\n",
+        replacement="",
+    ),
+    Mutation(
+        name="verifier-fetch-without-timeout",
+        removes="A request that needs the issuer's keys waits for a hung issuer without bound.",
+        path="mandate/auth/verifier.py",
+        original="            async with asyncio.timeout(self._fetch_timeout):\n",
+        replacement="            async with asyncio.timeout(None):  # mutation: no bound on the fetch\n",
+    ),
+    Mutation(
+        name="audit-write-failure-swallowed",
+        removes="A failed audit write is ignored: the caller gets a record id for a record that was never written.",
+        path="mandate/audit/log.py",
+        original='            raise AuditUnavailableError("The audit log is unavailable.") from exc\n        if traced:\n',
+        replacement="            return str(uuid.uuid4())  # mutation: the failure is swallowed\n        if traced:\n",
+    ),
+    Mutation(
+        name="downstream-retry-with-new-key",
+        removes="Each retry of a downstream call carries a new idempotency key, so a lost answer becomes a second effect.",
+        path="mandate/tools/downstream.py",
+        original="                response = await _attempt(http, spec, args=args, headers=headers)\n",
+        replacement=(
+            "                headers = {**headers, 'Idempotency-Key': f'{idempotency_key}:{attempt.retry_state.attempt_number}'}"
+            "  # mutation\n"
+            "                response = await _attempt(http, spec, args=args, headers=headers)\n"
+        ),
+    ),
 )
 """Every mutation the controls table may cite."""
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from mandate.auth import Principal, PrincipalState
+from mandate.audit import AuditEvent
+from mandate.auth import AuthorizationUnavailableError, Principal, PrincipalState
 from mandate.contract.state import ContextChunk, GraphContext, MandateState
 from mandate.nodes.planner import Node
 
@@ -21,10 +22,25 @@ async def retrieve_authorized(
     """The ``k`` best chunks for ``query`` that ``requester`` and ``agent`` (``agent:<name>``) may both read.
 
     Vector similarity ranks; it never authorizes: every chunk is checked in OpenFGA for both.
+
+    Raises:
+        AuthorizationUnavailableError: OpenFGA could not decide; nothing is returned, the denial is audited.
     """
-    chunks = await context.retriever.retrieve(
-        query, user=Principal.user_id_of(requester), tenant=requester["tenant"], agent=agent, k=k
-    )
+    try:
+        chunks = await context.retriever.retrieve(
+            query, user=Principal.user_id_of(requester), tenant=requester["tenant"], agent=agent, k=k
+        )
+    except AuthorizationUnavailableError as exc:
+        # Nothing was retrieved; the denial is on the record, and the run stops here (503) so that
+        # it can be continued once OpenFGA answers again.
+        await context.audit.record_denial(
+            AuditEvent(
+                tenant=requester["tenant"], event="retrieval.denied", actor=context.pseudonym(context.caller),
+                thread_id=context.thread_id, agent=agent, decision=exc.code,
+                detail={"requester": context.pseudonym(requester)},
+            )
+        )
+        raise
     return [
         ContextChunk(doc_id=c.doc_id, title=c.title, chunk_index=c.chunk_index, content=c.content, similarity=c.similarity)
         for c in chunks

@@ -20,7 +20,7 @@ from langgraph.types import interrupt
 from opentelemetry import trace
 
 from mandate.audit import AuditUnavailableError, redact
-from mandate.auth import ACR_LEVELS, AuthError, DelegatedToken, Principal, Relationship, acr_at_least
+from mandate.auth import ACR_LEVELS, AuthError, AuthorizationUnavailableError, DelegatedToken, Principal, Relationship, acr_at_least
 from mandate.auth import vocabulary as fga
 from mandate.gate import CallRecord, ReauthenticateRequest, execution_refusal
 from mandate.contract.state import GraphContext, MandateState, ProposedCall, ToolOutcome
@@ -132,6 +132,8 @@ async def _gate(
         refusal = await execution_refusal(
             ctx.ledger, ctx.authz, spec, record, requester=party(requester), token_principal=holder, now=ctx.clock()
         )
+    except AuthorizationUnavailableError:
+        raise  # not a decision: see _execute
     except AuthError as exc:
         raise _Refused("denied", exc.code) from exc
     if refusal:
@@ -154,6 +156,11 @@ async def execute_call(
     except _Refused as refusal:
         await audit_call(ctx, state, call, "tool.denied", refusal.code, agent=agent)
         return outcome(call, refusal.status, refusal.code)
+    except AuthorizationUnavailableError as exc:
+        # OpenFGA could not decide: nothing runs, and the run stops here (503) instead of ending
+        # the call for good, so that it can be continued once OpenFGA answers again.
+        await audit_call(ctx, state, call, "tool.denied", exc.code, agent=agent)
+        raise
     if await ctx.ledger.start_execution(record) == "done":
         await audit_call(ctx, state, call, "tool.denied", "already_executed", agent=agent)
         return outcome(call, "denied", "already_executed")
