@@ -1,7 +1,7 @@
 """The root of every error tree in Mandate.
 
 Each room has its own ``errors.py`` whose base class derives from :class:`AppError`;
-``service/errors.py`` maps the stable ``code`` of each error to an HTTP status, once.
+``api/errors.py`` maps each error class to an HTTP status, once.
 
     AppError
     ├── auth.errors.AuthError
