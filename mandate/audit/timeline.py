@@ -236,7 +236,5 @@ def _facts(record: AuditRecord) -> Iterable[tuple[str, str]]:
         yield "Outcome", " ".join(str(detail[k]) for k in ("status", "id") if k in detail)
     if record.event == "consent.decided":
         yield "Comment given", "yes" if detail.get("comment_given") else "no"
-    if isinstance(args_hash := detail.get("args_hash"), str):
-        yield "Arguments hash", args_hash
     if isinstance(view := detail.get("view"), str):
         yield "View", view

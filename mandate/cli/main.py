@@ -52,7 +52,9 @@ Start Mandate for development, with everything embedded:
     OpenFGA on 127.0.0.1:MANDATE_FGA_PORT (default 8080);
   - the dev OIDC issuer at <public url>/dev-idp (users alice, dave, bob, carol; password demo;
     one-time password 000000 for an MFA login), and the demo tickets and payments APIs;
-  - the demo world (tenants acme and globex, their documents and grants).
+  - the demo world (tenants acme and globex, their documents and grants);
+  - with MANDATE_TRACES=jaeger, Jaeger (query API on 127.0.0.1:MANDATE_JAEGER_PORT, default 16686),
+    receiving every span over OTLP/HTTP.
 Mandate listens on MANDATE_HOST:MANDATE_PORT (default 127.0.0.1:8000). Ctrl-C stops the service
 and the embedded servers. Any MANDATE_* variable still overrides a default; MANDATE_ENV=prod is refused."""
 

@@ -196,7 +196,7 @@ def test_audit_page_in_chromium_from_the_approver_page_to_the_timeline(
     submit(browser, "form#filter button#show")
     assert text_of(browser, "#thread") == paid_thread
     assert text_of(browser, "#asked-by").startswith("alice")
-    steps = [item.text.splitlines()[0] for item in browser.find_elements("css selector", "#timeline li.entry")]
+    steps = [link.text for link in browser.find_elements("css selector", "#timeline li.entry h2 a.permalink")]
     assert steps[:4] == ["Step-up asked", "Step-up satisfied", "Approval asked", "Approval decided: approved"]
     assert steps[-1] == "Tool succeeded"
     assert text_of(browser, "#chain-status").startswith("intact")
