@@ -200,12 +200,14 @@ def _step(record: AuditRecord) -> tuple[str, bool]:
             return "Step-up satisfied", True
         case "consent.requested":
             return f"{_decision_kind(detail)} asked", True
+        case "consent.decided" if detail.get("purpose") == "confirm_edit":
+            return f"Requester confirmed the edit: {_DECISION_WORDS.get(decision, decision)}", True
         case "consent.decided":
             return f"{_decision_kind(detail)} decided: {_DECISION_WORDS.get(decision, decision)}", True
         case "consent.refused":
             return f"Decision refused: {decision}", True
         case "consent.expired":
-            return "Approval expired", True
+            return "Expired without a decision", True
         case "consent.reason_given":
             return "Requester gave a reason", False
         case "tool.denied":

@@ -19,6 +19,7 @@ from mandate.api.app import create_app
 from mandate.audit import Pseudonymizer, build_tracer_provider
 from mandate.devstack.jaeger import EmbeddedJaeger
 from mandate.runtime.settings import DevSettings, Settings
+from tests.e2e.test_approver_page import page_sign_in
 from tests.utils.approvals import OTP, PAYMENT
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.threads import ask, bearer, new_thread, resume
@@ -60,7 +61,7 @@ def jaeger_app(stack_settings: Settings, jaeger: EmbeddedJaeger) -> Iterator[tup
     port = free_port()
     settings = DevSettings(
         env="test", port=port, data_dir=stack_settings.data_dir, database_url=stack_settings.database_url,
-        fga_api_url=stack_settings.fga_api_url,
+        fga_api_url=stack_settings.fga_api_url, trace_link=f"{jaeger.query_url}/api/traces/{{trace_id}}",
     )
     provider = build_tracer_provider(otlp_endpoint=jaeger.otlp_traces_endpoint)
     try:
@@ -193,3 +194,16 @@ def test_jaeger_trace_holds_no_token_email_argument_name_or_document_text(paid: 
         assert not JWT.search(text), f"{where} holds a token"
         assert not EMAIL.search(text), f"{where} holds an e-mail address"
         assert not any(word.lower() in text.lower() for word in NEVER_IN_SPANS), f"{where} holds {text!r}"
+
+
+def test_timeline_page_links_each_record_to_its_trace_in_jaeger(paid: PaidRun, db: psycopg.Connection) -> None:
+    bob = page_sign_in(paid.url, "bob")
+    page = httpx.get(f"{paid.url}/ui/audit", params={"thread_id": paid.thread}, headers=bob.headers, timeout=60)
+    assert page.status_code == 200, page.text
+    links = re.findall(r'<dd class="trace"><a href="([^"]+)" rel="noreferrer">([0-9a-f]{32})</a>', page.text)
+    records = db.execute("SELECT span_id FROM mandate.audit_records WHERE thread_id = %s", (paid.thread,)).fetchall()
+    assert len(links) == len(records) == 6
+    for href, trace_id in links:
+        assert trace_id == paid.trace_id
+        [trace] = httpx.get(href, timeout=10).json()["data"]  # the link the auditor follows, answered by Jaeger
+        assert {span_id for (span_id,) in records} <= {span["spanID"] for span in trace["spans"]}
