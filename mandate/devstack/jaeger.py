@@ -56,15 +56,18 @@ def ensure_jaeger_binary(tools_dir: Path) -> Path:
         raise RuntimeError(f"Jaeger is not installed and `go` was not found on PATH; install Go to build {binary}")
     print(BUILD_NOTICE.format(version=JAEGER_VERSION, binary=binary), file=sys.stderr, flush=True)
     bin_dir.mkdir(parents=True, exist_ok=True)
-    partial = bin_dir / ".jaeger.part"
-    with tempfile.TemporaryDirectory(prefix="mandate-jaeger-build-") as module:
+    # The module and the unfinished binary are this build's own, so two builds at once cannot mix;
+    # the rename is atomic, so a half-written binary is never taken for a built one.
+    with tempfile.TemporaryDirectory(prefix="mandate-jaeger-build-") as module, \
+            tempfile.TemporaryDirectory(prefix=".jaeger-", dir=bin_dir) as unfinished:
+        partial = Path(unfinished) / "jaeger"
         for step in (
             ["mod", "init", "mandate.local/jaeger-tool"],
             ["get", "-tool", f"{JAEGER_PACKAGE}@{JAEGER_VERSION}"],
             ["build", "-o", str(partial), JAEGER_PACKAGE],
         ):
             _go(go, step, cwd=Path(module))
-    partial.replace(binary)  # atomic: a half-written binary is never taken for a built one
+        partial.replace(binary)
     return binary
 
 
@@ -173,6 +176,7 @@ class EmbeddedJaeger:
                 "jaeger_storage": {"backends": {storage: {"memory": {"max_traces": MAX_TRACES}}}},
                 "jaeger_query": {
                     "storage": {"traces": storage},
+                    "enable_tracing": False,  # else it traces itself to localhost:4317 and waits 10 s at exit
                     "http": {"endpoint": f"{LOOPBACK}:{self._query_port}"},
                     "grpc": {"endpoint": f"{LOOPBACK}:{self._query_grpc_port}"},
                 },

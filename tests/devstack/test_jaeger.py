@@ -40,6 +40,9 @@ def test_embedded_jaeger_stop_ends_process(tmp_path: Path) -> None:
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{server.query_url}/api/services", timeout=2)
+    log = (tmp_path / "jaeger.log").read_text()
+    assert "Shutdown complete" in log
+    assert ":4317" not in log, "Jaeger tried to send its own traces to a default OTLP endpoint"
 
 
 def test_ensure_jaeger_binary_without_go_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
