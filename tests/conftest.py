@@ -1,4 +1,4 @@
-"""Session fixtures: the real embedded stack (Postgres, OpenFGA), the app over real HTTP, tokens."""
+"""Session fixtures: the real embedded stack (Postgres, OpenFGA, Jaeger on demand), the app over real HTTP, tokens."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from mandate.audit import build_tracer_provider
+from mandate.devstack.jaeger import EmbeddedJaeger, ensure_jaeger_binary
 from mandate.devstack.stack import DevStack
 from mandate.runtime.settings import DevSettings, Settings
 from mandate.api.app import create_app
@@ -39,6 +40,26 @@ def stack_settings() -> Iterator[Settings]:
     finally:
         stack.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def jaeger() -> Iterator[EmbeddedJaeger]:
+    """A real Jaeger (in-memory storage) receiving OTLP/HTTP and answering its query API, on free loopback ports."""
+    run_dir = Path(tempfile.mkdtemp(prefix="mandate-jaeger-"))
+    server = EmbeddedJaeger(
+        binary=ensure_jaeger_binary(Path(".tools")),
+        otlp_port=free_port(),
+        query_port=free_port(),
+        query_grpc_port=free_port(),
+        health_port=free_port(),
+        run_dir=run_dir,
+    )
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from mandate.auth.dev_issuer import DEMO_USERS, DEV_CLI_CLIENT_ID, TOKEN_EXCHANG
 from mandate.devstack.demo_apis import demo_apis_router
 from mandate.api.errors import install_error_handlers
 from mandate.api.limits import BodySizeLimit
-from mandate.api.routes import approvals, assistants, audit, meta, runs, threads, ui, ui_oidc
+from mandate.api.routes import approvals, assistants, audit, audit_page, meta, runs, threads, ui, ui_oidc
 from mandate.runtime.runs import RunManager
 from mandate.runtime.project import Project
 from mandate.runtime.services import agent_clients, open_services, project_of
@@ -114,6 +114,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider) -> FastAP
     app.include_router(audit.router)
     app.include_router(ui.router)
     app.include_router(ui_oidc.router)
+    app.include_router(audit_page.router)
     if settings.dev_issuer:
         dev_issuer = create_dev_issuer_app(
             env=settings.env,

@@ -39,6 +39,7 @@ from mandate.audit.signing import (
     load_signing_key,
     public_key_pem,
 )
+from mandate.audit.timeline import Person, Timeline, TimelineEntry, build_timeline
 from mandate.audit.tracing import TRACER_NAME, build_tracer_provider, tracer_provider_from_env
 from mandate.audit.verify import ChainProblem, ChainReport, verify_chains
 
@@ -69,8 +70,12 @@ __all__ = [
     "CheckpointSigner",
     "ErasureResult",
     "Pseudonymizer",
+    "Person",
     "PurgeResult",
+    "Timeline",
+    "TimelineEntry",
     "TracingConfigError",
+    "build_timeline",
     "build_tracer_provider",
     "erase_subject",
     "export_records",

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from opentelemetry import trace
 from psycopg import AsyncConnection
 from psycopg import Error as PsycopgError
@@ -147,6 +148,11 @@ class AuditLog:
         self._denials = DenialCoalescer(window=denial_window, max_kinds=max_denial_kinds)
         self._clock = clock
         self._sweeper: tuple[asyncio.Task[None], asyncio.Event] | None = None
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        """The key that verifies this log's checkpoints (what a verifier of its chains trusts)."""
+        return self._signer.public_key
 
     @property
     def checkpoint_every(self) -> int:

@@ -314,3 +314,7 @@ FORGET_SUBJECT = "DELETE FROM mandate.audit_subjects WHERE pseudonym = %(pseudon
 SUBJECT_TENANTS = """
 SELECT DISTINCT tenant FROM mandate.audit_records WHERE actor = %(pseudonym)s ORDER BY tenant
 """
+
+SUBJECTS = """
+SELECT pseudonym, issuer, subject FROM mandate.audit_subjects WHERE pseudonym = ANY(%(pseudonyms)s)
+"""

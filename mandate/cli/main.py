@@ -53,7 +53,9 @@ Start Mandate for development, with everything embedded:
     OpenFGA on 127.0.0.1:MANDATE_FGA_PORT (default 8080);
   - the dev OIDC issuer at <public url>/dev-idp (users alice, dave, bob, carol; password demo;
     one-time password 000000 for an MFA login), and the demo tickets and payments APIs;
-  - the demo world (tenants acme and globex, their documents and grants).
+  - the demo world (tenants acme and globex, their documents and grants);
+  - with MANDATE_TRACES=jaeger, Jaeger (query API on 127.0.0.1:MANDATE_JAEGER_PORT, default 16686),
+    receiving every span over OTLP/HTTP.
 Mandate listens on MANDATE_HOST:MANDATE_PORT (default 127.0.0.1:8000). Ctrl-C stops the service
 and the embedded servers. Any MANDATE_* variable still overrides a default; MANDATE_ENV=prod is refused."""
 
@@ -136,17 +138,20 @@ def _placeholder() -> str:
     return DEV_SECRET_PLACEHOLDER
 
 
-def _serve(settings: Settings) -> None:
+def _serve(settings: Settings, *, otlp_traces_endpoint: str | None = None) -> None:
     import os
 
     import uvicorn
 
-    from mandate.audit import tracer_provider_from_env
     from mandate.api.app import create_app
-
+    from mandate.audit import tracer_provider_from_env
     from mandate.runtime.errors import ProjectError
 
-    tracer_provider = tracer_provider_from_env(os.environ)  # OTEL_* picks the exporters
+    environ = dict(os.environ)  # OTEL_* picks the exporters
+    if otlp_traces_endpoint:  # the dev stack's Jaeger, besides any exporter OTEL_TRACES_EXPORTER names
+        environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = otlp_traces_endpoint
+        environ["OTEL_TRACES_EXPORTER"] = ",".join(filter(None, (environ.get("OTEL_TRACES_EXPORTER"), "otlp")))
+    tracer_provider = tracer_provider_from_env(environ)
     try:
         try:
             app = create_app(settings, tracer_provider=tracer_provider)
@@ -179,8 +184,10 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     resolved = stack.start()
     print(f"Postgres and OpenFGA ({resolved.fga_api_url}) are up. Mandate: {resolved.public_url}", flush=True)
     print(f"Dev issuer: {resolved.dev_issuer_url} (users alice, dave, bob, carol; password 'demo')", flush=True)
+    if stack.otlp_traces_endpoint:
+        print(f"Jaeger receives every span; a trace: {resolved.trace_link}", flush=True)
     try:
-        _serve(resolved)
+        _serve(resolved, otlp_traces_endpoint=stack.otlp_traces_endpoint)
     finally:
         stack.stop()
     return 0
@@ -203,11 +210,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_install_tools(args: argparse.Namespace) -> int:
+    from mandate.devstack.jaeger import ensure_jaeger_binary
     from mandate.devstack.openfga import ensure_openfga_binary
     from mandate.runtime.settings import Settings
 
+    tools_dir = Settings().tools_dir
     try:
-        print(f"OpenFGA: {ensure_openfga_binary(Settings().tools_dir)}")
+        print(f"OpenFGA: {ensure_openfga_binary(tools_dir)}")
+        print(f"Jaeger: {ensure_jaeger_binary(tools_dir)}")
     except RuntimeError as exc:
         raise CommandError(str(exc)) from None
     return 0
@@ -303,9 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=SERVE_DESCRIPTION, formatter_class=raw, parents=[config],
     ).set_defaults(run=_cmd_serve)
     commands.add_parser(
-        "install-tools", help="build the pinned OpenFGA server into MANDATE_TOOLS_DIR/bin (.tools/bin) if missing",
-        description="Build the pinned OpenFGA server with `go install` into MANDATE_TOOLS_DIR/bin "
-        "(default .tools/bin) unless it is there or on PATH, and print its path. Needs Go the first time.",
+        "install-tools", help="build the pinned OpenFGA and Jaeger servers into MANDATE_TOOLS_DIR/bin (.tools/bin) if missing",
+        description="Build the pinned OpenFGA server (`go install`) and Jaeger (from the Go module proxy) into "
+        "MANDATE_TOOLS_DIR/bin (default .tools/bin) unless they are there, and print their paths. "
+        "Needs Go the first time (Jaeger's first build takes several minutes).",
     ).set_defaults(run=_cmd_install_tools)
     token = commands.add_parser(
         "token", help="print an access token from the dev issuer of `mandate dev` (dev only)",

@@ -29,8 +29,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -39,8 +37,9 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -48,6 +47,7 @@ from pydantic import SecretStr
 
 from mandate.auth import Relationship
 from mandate.auth import vocabulary as fga
+from mandate.devstack._process import LOOPBACK, ChildServer, free_port, log_tail
 from mandate.runtime.settings import DEV_ISSUER_KEY, DEV_SECRET_PLACEHOLDER, IssuerSettings, Settings
 
 __all__ = [
@@ -97,14 +97,14 @@ BUILD_OPTIONS = ("--db=dev-file", "--health-enabled=true")
 """Build-time options of the installed server (``kc.sh build``); the run adds only runtime options."""
 JAVA_OPTS_APPEND = "-XX:TieredStopAtLevel=1"
 """C1 only: about 40 % less CPU to start (measured), and a short-lived test server never needs C2."""
-LOOPBACK = "127.0.0.1"
 DEFAULT_START_TIMEOUT = 300.0
 """Seconds :meth:`EmbeddedKeycloak.start` waits for readiness (two busy cores can make it slow)."""
 DEFAULT_STOP_TIMEOUT = 30.0
 """Seconds to wait after SIGTERM before SIGKILL."""
 BUILD_TIMEOUT = 900.0
 DOWNLOAD_TIMEOUT = httpx.Timeout(30.0, read=120.0)
-LOG_TAIL_LINES = 40
+_LOG_NOISE = ("WARNING:",)
+"""Prefix of the JVM's warnings, left out of the log tails quoted in errors."""
 _INSTALL_LINKS = ("bin", "conf", "lib", "providers", "themes")
 """What a run directory links from the install; ``data/`` is its own."""
 _TEMPLATE_DIR = "mandate-template"
@@ -305,8 +305,8 @@ def _make_template(install: Path, *, java_home: Path) -> None:
         server = EmbeddedKeycloak(
             home=install,
             java_home=java_home,
-            http_port=_free_port(),
-            management_port=_free_port(),
+            http_port=free_port(),
+            management_port=free_port(),
             run_dir=run_dir,
             log_path=run_dir / "keycloak.log",
             realm_files=(),
@@ -546,12 +546,13 @@ class EmbeddedKeycloak:
         self._http_port = http_port
         self._management_port = management_port
         self._run_dir = Path(run_dir).absolute()
-        self._log_path = Path(log_path).absolute()
         self._realm_files = tuple(Path(path) for path in realm_files)
         self._environment = dict(environment or {})
         self._template = self._home / _TEMPLATE_DIR / "h2" if use_template else None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log_file: IO[bytes] | None = None
+        # Its own process group: stop() ends kc.sh and the Java server it runs together.
+        self._server = ChildServer(
+            name="Keycloak", log_path=log_path, stop_timeout=DEFAULT_STOP_TIMEOUT, own_group=True, log_noise=_LOG_NOISE
+        )
         self._started_in: float | None = None
 
     @property
@@ -572,9 +573,7 @@ class EmbeddedKeycloak:
     @property
     def pid(self) -> int | None:
         """Process id of the launcher (``kc.sh``) while it runs, else ``None``."""
-        if self._process is None or self._process.poll() is not None:
-            return None
-        return self._process.pid
+        return self._server.pid
 
     @property
     def started_in(self) -> float | None:
@@ -599,20 +598,15 @@ class EmbeddedKeycloak:
         self.stop()
         began = time.monotonic()
         self._prepare_run_dir()
-        self._log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log_file = self._log_path.open("ab")
         try:
-            self._process = subprocess.Popen(
-                self._run_args(),
-                stdin=subprocess.DEVNULL,
-                stdout=self._log_file,
-                stderr=subprocess.STDOUT,
-                env=self._run_env(),
-                cwd=self._run_dir,
-                start_new_session=True,  # its own process group: stop() ends kc.sh and java together
-                preexec_fn=_die_with_parent,
+            self._server.spawn(self._run_args(), env=self._run_env(), cwd=self._run_dir)
+            self._server.wait_ready(
+                partial(self._ready, check_realm=check_realm),
+                timeout=timeout,
+                waiting_for="readiness" + (" and realm" if check_realm else ""),
+                poll=0.25,
+                request_timeout=5.0,
             )
-            self._wait_ready(timeout, check_realm=check_realm)
         except BaseException:
             self.stop()
             raise
@@ -624,17 +618,7 @@ class EmbeddedKeycloak:
 
         Idempotent.
         """
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=DEFAULT_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)  # its own group, not yet reaped: kc.sh and Java
-                process.wait()
-        log_file, self._log_file = self._log_file, None
-        if log_file is not None:
-            log_file.close()
+        self._server.stop()
 
     def _prepare_run_dir(self) -> None:
         data = self._run_dir / "data"
@@ -673,35 +657,14 @@ class EmbeddedKeycloak:
         env.update(self._environment)
         return env
 
-    def _wait_ready(self, timeout: float, *, check_realm: bool) -> None:
-        assert self._process is not None
-        deadline = time.monotonic() + timeout
-        health = f"http://{LOOPBACK}:{self._management_port}/health/ready"
-        discovery = f"{self.issuer}/.well-known/openid-configuration"
-        with httpx.Client(timeout=5.0) as client:
-            while True:
-                code = self._process.poll()
-                if code is not None:
-                    raise RuntimeError(f"Keycloak exited with code {code}; log {self._log_path}:\n{self._log_tail()}")
-                try:
-                    if client.get(health).status_code == 200:
-                        if not check_realm:
-                            return
-                        answer = client.get(discovery)
-                        if answer.status_code == 200 and answer.json().get("issuer") == self.issuer:
-                            return
-                except (httpx.HTTPError, ValueError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"Keycloak was not ready within {timeout:.0f} s; log {self._log_path}:\n{self._log_tail()}"
-                    )
-                time.sleep(0.25)
-
-    def _log_tail(self) -> str:
-        if self._log_file is not None:
-            self._log_file.flush()
-        return _tail(self._log_path)
+    def _ready(self, client: httpx.Client, *, check_realm: bool) -> bool:
+        """Whether ``/health/ready`` answers and (if asked) the realm's discovery names the issuer."""
+        if client.get(f"http://{LOOPBACK}:{self._management_port}/health/ready").status_code != 200:
+            return False
+        if not check_realm:
+            return True
+        answer = client.get(f"{self.issuer}/.well-known/openid-configuration")
+        return answer.status_code == 200 and answer.json().get("issuer") == self.issuer
 
 
 def _child_env(java_home: Path) -> dict[str, str]:
@@ -716,27 +679,6 @@ def _child_env(java_home: Path) -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM the launcher when the process that started it dies (it forwards TERM to Java)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last ``lines`` lines of a log, without the JVM's ``WARNING:`` noise."""
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    kept = [line for line in text.strip().splitlines() if not line.startswith("WARNING:")]
-    return "\n".join(kept[-lines:])
-
-
-def _free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
+def _tail(path: Path) -> str:
+    """The end of a log, without the JVM's ``WARNING:`` noise."""
+    return log_tail(path, skip=_LOG_NOISE)

@@ -11,11 +11,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import IO
 
 import httpx
+
+from mandate.devstack._process import LOOPBACK, ChildServer, tail_lines
 
 __all__ = ["OPENFGA_VERSION", "EmbeddedOpenFGA", "ensure_openfga_binary"]
 
@@ -23,13 +23,11 @@ OPENFGA_VERSION = "v1.22.1"
 """The pinned OpenFGA release built by :func:`ensure_openfga_binary`."""
 
 OPENFGA_MODULE = "github.com/openfga/openfga/cmd/openfga"
-LOOPBACK = "127.0.0.1"
 DEFAULT_START_TIMEOUT = 60.0
 """Seconds :meth:`EmbeddedOpenFGA.start` waits for ``/healthz`` to answer ``SERVING``."""
 DEFAULT_MIGRATE_TIMEOUT = 120.0
 DEFAULT_STOP_TIMEOUT = 15.0
 """Seconds to wait after SIGTERM before SIGKILL (OpenFGA's own shutdown timeout is 10 s)."""
-LOG_TAIL_LINES = 40
 
 BUILD_NOTICE = "Building OpenFGA {version} with `{command}` (the first build takes a few minutes)…"
 
@@ -73,7 +71,7 @@ def ensure_openfga_binary(tools_dir: Path) -> Path:
         check=False,
     )
     if result.returncode != 0 or not binary.is_file():
-        tail = _tail(result.stdout + result.stderr)
+        tail = tail_lines(result.stdout + result.stderr)
         raise RuntimeError(f"building OpenFGA failed (exit {result.returncode}): {shown}\n{tail}")
     return binary
 
@@ -96,9 +94,7 @@ class EmbeddedOpenFGA:
         self._datastore_uri = datastore_uri
         self._http_port = http_port
         self._grpc_port = grpc_port
-        self._log_path = Path(log_path).absolute()
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log_file: IO[bytes] | None = None
+        self._server = ChildServer(name="OpenFGA", log_path=log_path, stop_timeout=DEFAULT_STOP_TIMEOUT)
 
     @property
     def api_url(self) -> str:
@@ -108,9 +104,7 @@ class EmbeddedOpenFGA:
     @property
     def pid(self) -> int | None:
         """Process id of the running server, or ``None`` when it is not running."""
-        if self._process is None or self._process.poll() is not None:
-            return None
-        return self._process.pid
+        return self._server.pid
 
     def start(self, *, timeout: float = DEFAULT_START_TIMEOUT) -> str:
         """Migrate the datastore, start the server and wait until it is healthy. Idempotent.
@@ -128,20 +122,10 @@ class EmbeddedOpenFGA:
         if self.pid is not None:
             return self.api_url
         self.stop()  # reap a server that exited on its own and close its log
-        self._log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log_file = self._log_path.open("ab")
         try:
             self._migrate()
-            self._process = subprocess.Popen(
-                self._run_args(),
-                stdin=subprocess.DEVNULL,
-                stdout=self._log_file,
-                stderr=subprocess.STDOUT,
-                env=_child_env(),
-                cwd=self._log_path.parent,
-                preexec_fn=_die_with_parent,
-            )
-            self._wait_healthy(timeout)
+            self._server.spawn(self._run_args(), env=_child_env(), cwd=self._server.log_path.parent)
+            self._server.wait_ready(self._serving, timeout=timeout, waiting_for="SERVING from /healthz")
         except BaseException:
             self.stop()
             raise
@@ -149,17 +133,11 @@ class EmbeddedOpenFGA:
 
     def stop(self) -> None:
         """Terminate the server, wait for it, and kill it if it does not exit. Idempotent."""
-        process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=DEFAULT_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log_file, self._log_file = self._log_file, None
-        if log_file is not None:
-            log_file.close()
+        self._server.stop()
+
+    def _serving(self, client: httpx.Client) -> bool:
+        response = client.get(f"{self.api_url}/healthz")
+        return response.status_code == 200 and response.json().get("status") == "SERVING"
 
     def _datastore_args(self) -> list[str]:
         return ["--datastore-engine", "postgres", "--datastore-uri", self._datastore_uri]
@@ -182,70 +160,27 @@ class EmbeddedOpenFGA:
         ]
 
     def _migrate(self) -> None:
-        assert self._log_file is not None
         args = [str(self._binary), "migrate", *self._datastore_args(), "--log-format", "json"]
+        log = self._server.log_path
         try:
             result = subprocess.run(
                 args,
                 stdin=subprocess.DEVNULL,
-                stdout=self._log_file,
+                stdout=self._server.log(),
                 stderr=subprocess.STDOUT,
                 env=_child_env(),
-                cwd=self._log_path.parent,
+                cwd=log.parent,
                 timeout=DEFAULT_MIGRATE_TIMEOUT,
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            raise RuntimeError(f"`openfga migrate` timed out; log {self._log_path}:\n{self._log_tail()}") from exc
+            raise RuntimeError(f"`openfga migrate` timed out; log {log}:\n{self._server.tail()}") from exc
         if result.returncode != 0:
             raise RuntimeError(
-                f"`openfga migrate` failed (exit {result.returncode}); log {self._log_path}:\n{self._log_tail()}"
+                f"`openfga migrate` failed (exit {result.returncode}); log {log}:\n{self._server.tail()}"
             )
-
-    def _wait_healthy(self, timeout: float) -> None:
-        assert self._process is not None
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                code = self._process.poll()
-                if code is not None:
-                    raise RuntimeError(f"OpenFGA exited with code {code}; log {self._log_path}:\n{self._log_tail()}")
-                try:
-                    response = client.get(f"{self.api_url}/healthz")
-                    if response.status_code == 200 and response.json().get("status") == "SERVING":
-                        return
-                except (httpx.HTTPError, ValueError):
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"OpenFGA did not report SERVING within {timeout:.0f} s; log {self._log_path}:\n"
-                        f"{self._log_tail()}"
-                    )
-                time.sleep(0.1)
-
-    def _log_tail(self) -> str:
-        if self._log_file is not None:
-            self._log_file.flush()
-        try:
-            return _tail(self._log_path.read_text(errors="replace"))
-        except OSError:
-            return "(no log)"
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM the server when the process that started it dies, however it dies."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _child_env() -> dict[str, str]:
     """The environment for OpenFGA: ours minus ``OPENFGA_*``, so only the flags configure it."""
     return {key: value for key, value in os.environ.items() if not key.startswith("OPENFGA_")}
-
-
-def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])

@@ -1,4 +1,4 @@
-"""The embedded dev stack: starts whatever the settings leave unset (Postgres, OpenFGA).
+"""The embedded dev stack: starts whatever the settings leave unset (Postgres, OpenFGA), and Jaeger if asked.
 
 Used by ``mandate dev`` and by the test fixtures, so both run the same real components; operator
 commands in dev mode (``mandate --dev audit …``) attach to it with :func:`attach_embedded`.
@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from mandate.devstack._process import free_port
+from mandate.devstack.jaeger import EmbeddedJaeger, ensure_jaeger_binary
 from mandate.devstack.openfga import LOOPBACK, EmbeddedOpenFGA, ensure_openfga_binary
 from mandate.devstack.postgres import EmbeddedPostgres
 from mandate.runtime.settings import Settings
@@ -34,6 +36,12 @@ class DevStack:
         self._grpc_port = fga_grpc_port or settings.fga_port + 1
         self._postgres: EmbeddedPostgres | None = None
         self._openfga: EmbeddedOpenFGA | None = None
+        self._jaeger: EmbeddedJaeger | None = None
+
+    @property
+    def otlp_traces_endpoint(self) -> str | None:
+        """Where spans go when the stack runs Jaeger (``MANDATE_TRACES=jaeger``), else ``None``."""
+        return self._jaeger.otlp_traces_endpoint if self._jaeger is not None else None
 
     def start(self) -> Settings:
         """Start the missing components (idempotent) and return settings that point at them.
@@ -61,6 +69,10 @@ class DevStack:
             assert self._postgres is not None
             self._openfga = _openfga(settings, self._postgres, grpc_port=self._grpc_port)
             update["fga_api_url"] = self._openfga.start()
+        if settings.traces == "jaeger":
+            self._jaeger = _jaeger(settings)
+            query_url = self._jaeger.start()
+            update["trace_link"] = settings.trace_link or f"{query_url}/api/traces/{{trace_id}}"
         return settings.model_copy(update=update)
 
     @property
@@ -75,6 +87,8 @@ class DevStack:
 
     def stop(self) -> None:
         """Stop what :meth:`start` started (safe to call twice)."""
+        if self._jaeger is not None:
+            self._jaeger.stop()
         if self._openfga is not None:
             self._openfga.stop()
         if self._postgres is not None:
@@ -138,6 +152,17 @@ def _openfga(settings: Settings, postgres: EmbeddedPostgres, *, grpc_port: int) 
         http_port=settings.fga_port,
         grpc_port=grpc_port,
         log_path=data_dir / "openfga.log",
+    )
+
+
+def _jaeger(settings: Settings) -> EmbeddedJaeger:
+    return EmbeddedJaeger(
+        binary=ensure_jaeger_binary(settings.tools_dir),
+        otlp_port=settings.jaeger_otlp_port,
+        query_port=settings.jaeger_port,
+        query_grpc_port=free_port(),
+        health_port=free_port(),
+        run_dir=Path(settings.data_dir).absolute() / "jaeger",
     )
 
 

@@ -167,6 +167,14 @@ class Settings(BaseSettings):
     """Days audit records are kept: ``mandate audit purge`` removes older ones. Unset keeps them."""
     trace_content: bool = False
     """Opt in to user messages and tool arguments in spans, redacted (tokens, e-mails, IBANs, long numbers)."""
+    traces: Literal["", "jaeger"] = ""
+    """Dev only: ``jaeger`` makes ``mandate dev`` start the embedded Jaeger and export every span to it."""
+    jaeger_port: int = 16686
+    """Port of the embedded Jaeger's query API (``MANDATE_TRACES=jaeger``)."""
+    jaeger_otlp_port: int = 4318
+    """Port of the embedded Jaeger's OTLP/HTTP receiver."""
+    trace_link: str = ""
+    """Link from the auditor timeline to a trace: a URL with ``{trace_id}`` (your Jaeger or Tempo). Empty: no link."""
     demo_api_delay: float = 0.0
     """Seconds the demo APIs wait after committing an effect before answering (crash rehearsals)."""
     max_threads_per_user: int = Field(default=10_000, ge=1)
@@ -188,6 +196,13 @@ class Settings(BaseSettings):
             text = value.strip()
             return json.loads(text) if text.startswith("[") else [o for o in (p.strip() for p in text.split(",")) if o]
         return value
+
+    @field_validator("trace_link")
+    @classmethod
+    def _check_trace_link(cls, link: str) -> str:
+        if link and (not link.startswith(("https://", "http://")) or "{trace_id}" not in link):
+            raise ValueError("trace_link: an http(s) URL containing {trace_id}, such as https://jaeger.example/trace/{trace_id}")
+        return link
 
     @field_validator("cors_origins")
     @classmethod
@@ -269,6 +284,8 @@ class Settings(BaseSettings):
                 missing.append(f"MANDATE_AGENTS: the client secret of agent {agent!r}")
         if self.audit_signing_key is None:
             missing.append("MANDATE_AUDIT_SIGNING_KEY (Ed25519 private key, PEM)")
+        if self.traces:
+            missing.append("MANDATE_TRACES unset (the embedded Jaeger is dev-only; set OTEL_EXPORTER_OTLP_ENDPOINT)")
         if CORS_ANY_ORIGIN in self.cors_origins:
             missing.append("MANDATE_CORS_ORIGINS without '*' (list the web origins allowed to call the API)")
         return missing

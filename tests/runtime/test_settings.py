@@ -68,6 +68,7 @@ def test_production_fully_configured_starts() -> None:
         ({"vault_key": "dev-only-change-me"}, "MANDATE_VAULT_KEY"),
         ({"agents": {**REAL_AGENTS, "operations": {"client_id": "agent-operations"}}}, "agent 'operations'"),
         ({"oidc_issuers": []}, "MANDATE_OIDC_ISSUERS"),
+        ({"traces": "jaeger"}, "MANDATE_TRACES"),
     ],
 )
 def test_production_refuses_each_dev_only_value(change: dict[str, object], named: str) -> None:
@@ -104,3 +105,10 @@ def test_mandate_serve_refuses_to_start_in_production_and_says_why(tmp_path: obj
     assert served.returncode == 2
     assert "production mode" in served.stderr and "MANDATE_OIDC_ISSUERS" in served.stderr
     assert "Traceback" not in served.stderr
+
+
+@pytest.mark.parametrize("link", ["jaeger.example/trace/{trace_id}", "https://jaeger.example/trace/", "javascript:{trace_id}"])
+def test_trace_link_must_be_a_web_url_with_the_trace_id(link: str) -> None:
+    with pytest.raises(ValidationError, match="trace_link"):
+        Settings(trace_link=link)
+    assert Settings(trace_link="https://jaeger.example/trace/{trace_id}").trace_link.endswith("{trace_id}")

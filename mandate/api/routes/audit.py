@@ -28,7 +28,7 @@ from mandate.auth import vocabulary as fga
 from mandate.api.deps import CurrentPrincipal, ServicesDep
 from mandate.runtime.services import Services
 
-__all__ = ["router"]
+__all__ = ["record_read", "require_auditor", "router"]
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -36,7 +36,7 @@ PSEUDONYM_PREFIX = "psn_"
 _UNFILTERED = ("tenant", "limit")
 
 
-async def _record_read(services: Services, principal: Principal, decision: str, **detail: Any) -> None:
+async def record_read(services: Services, principal: Principal, decision: str, **detail: Any) -> None:
     """Record a read of the trail: every allowed one on its own, denied ones coalesced per person.
 
     A denied read costs its caller nothing, so one row each would let any member flood the chain:
@@ -51,8 +51,8 @@ async def _record_read(services: Services, principal: Principal, decision: str, 
         await services.audit.record(event)
 
 
-async def auditor(principal: CurrentPrincipal, services: ServicesDep) -> Principal:
-    """The caller, if OpenFGA allows them as ``auditor`` of their tenant.
+async def require_auditor(principal: Principal, services: Services) -> None:
+    """Refuse ``principal`` unless OpenFGA allows them as ``auditor`` of their tenant.
 
     Raises:
         AuditForbiddenError: They are not (the attempt is recorded; repeats are counted, not each written).
@@ -60,8 +60,13 @@ async def auditor(principal: CurrentPrincipal, services: ServicesDep) -> Princip
     """
     question = Relationship(principal.user_id, fga.AUDITOR, fga.tenant(principal.tenant))
     if not await services.authz.check(question, strong=True):
-        await _record_read(services, principal, "denied")
+        await record_read(services, principal, "denied")
         raise AuditForbiddenError("Only auditors of this tenant may read its audit trail.")
+
+
+async def auditor(principal: CurrentPrincipal, services: ServicesDep) -> Principal:
+    """The caller, if they are an auditor of their tenant (see :func:`require_auditor`)."""
+    await require_auditor(principal, services)
     return principal
 
 
@@ -106,7 +111,7 @@ async def list_records(
         decision=decision, since=since, until=until, before_seq=cursor, limit=limit,
     )
     filters = [f.name for f in fields(query) if f.name not in _UNFILTERED and getattr(query, f.name) is not None]
-    await _record_read(services, principal, "allowed", view="search", filters=filters)
+    await record_read(services, principal, "allowed", view="search", filters=filters)
     records = await search_records(services.pool, query)
     next_cursor = records[-1].seq if len(records) == limit else None
     return {"records": _page(services, records), "next_cursor": next_cursor}
@@ -115,7 +120,7 @@ async def list_records(
 @router.get("/threads/{thread_id}/timeline")
 async def timeline(thread_id: str, principal: Auditor, services: ServicesDep) -> dict[str, Any]:
     """Who did what on one thread of the caller's tenant, in order; open tool calls flagged."""
-    await _record_read(services, principal, "allowed", view="timeline", thread_id=thread_id)
+    await record_read(services, principal, "allowed", view="timeline", thread_id=thread_id)
     records = await thread_timeline(services.pool, tenant=principal.tenant, thread_id=thread_id)
     open_calls = sum(record.open for record in records)
     return {"thread_id": thread_id, "entries": _page(services, records), "open_tool_calls": open_calls}
@@ -128,7 +133,7 @@ async def open_calls(
     older_than: Annotated[int, Query(ge=0, description="seconds since the call started")] = 60,
 ) -> dict[str, Any]:
     """Tool calls that started and never finished (a crash between start and end leaves one)."""
-    await _record_read(services, principal, "allowed", view="open")
+    await record_read(services, principal, "allowed", view="open")
     started_before = datetime.now(UTC) - timedelta(seconds=older_than)
     records = await open_tool_calls(services.pool, tenant=principal.tenant, started_before=started_before)
     return {"records": _page(services, records)}
