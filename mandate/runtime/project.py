@@ -254,7 +254,8 @@ def _import(root: Path, config_path: Path, graph_id: str, spec: Any) -> Any:
             file = (root / target).resolve()
             if not file.is_relative_to(root.resolve()):
                 raise _fail(config_path, f"graphs.{graph_id}", f"{target} is outside the project folder", "keep graph files inside it")
-            module_name = "mandate_project_" + "_".join(file.relative_to(root.resolve()).with_suffix("").parts)
+            relative = file.relative_to(root.resolve()).with_suffix("")
+            module_name = re.sub(r"\W", "_", f"mandate_project_{root.name}_{'_'.join(relative.parts)}")
             spec_ = importlib.util.spec_from_file_location(module_name, file)
             if spec_ is None or spec_.loader is None or not file.exists():
                 raise _fail(config_path, f"graphs.{graph_id}", f"{target} not found", "give a path relative to langgraph.json")

@@ -20,7 +20,7 @@
 """
 
 from mandate.auth import Principal, PrincipalState
-from mandate.contract import GraphContext, MandateState, ProposedCall, ToolOutcome, write_once
+from mandate.contract import ContextChunk, GraphContext, MandateState, ProposedCall, ToolOutcome, write_once
 from mandate.gate import ReauthenticateRequest, ReviewRequest, StepUpRequest
 from mandate.nodes import (
     LlmPlanner,
@@ -56,6 +56,7 @@ __all__ = [
     "make_tool_executor",
     "responder_node",
     "CallCredentials",
+    "ContextChunk",
     "GatedAgentState",
     "GatedState",
     "GraphContext",

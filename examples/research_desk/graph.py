@@ -1,0 +1,78 @@
+"""A hand-built ``StateGraph`` under Mandate: authorized retrieval, then tool calls through the gate.
+
+    START → retrieve → plan → tools (when the plan calls one) → END
+
+``retrieve`` keeps only chunks the user AND this agent (``agent:desk``) may read; ``tools`` is
+Mandate's secured tool node, so a ticket waits for the user's consent and is opened once with a
+token delegated to this agent. No model is needed: the plan is a rule, to keep the example short.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tools import tool
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from mandate.sdk import ContextChunk, GatedState, GraphContext, delegated_credentials, retrieve_authorized, secured_tool_node
+
+AGENT = "agent:desk"
+
+
+class DeskState(GatedState, total=False):
+    context: list[ContextChunk]
+
+
+@tool
+async def open_ticket(title: str) -> str:
+    """Open a ticket in the tickets system."""
+    credentials = delegated_credentials()
+    assert credentials.token is not None
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(
+            credentials.token.audience,
+            json={"title": title},
+            headers={"Authorization": f"Bearer {credentials.token.access_token}", "Idempotency-Key": credentials.idempotency_key},
+        )
+    response.raise_for_status()
+    return f"Ticket {response.json()['id']} opened."
+
+
+def _question(state: DeskState) -> str:
+    return next((str(m.content) for m in reversed(state["messages"]) if isinstance(m, HumanMessage)), "")
+
+
+async def retrieve(state: DeskState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
+    requester = state.get("principal")
+    if requester is None:
+        return {"context": []}
+    return {"context": await retrieve_authorized(runtime.context, requester, _question(state), agent=AGENT)}
+
+
+def plan(state: DeskState) -> dict[str, Any]:
+    question = _question(state)
+    if "ticket" in question.lower():
+        call = {"name": "open_ticket", "args": {"title": question[:200]}, "id": f"call_{uuid.uuid4().hex[:16]}"}
+        return {"messages": [AIMessage(content="", tool_calls=[call])]}
+    titles = list(dict.fromkeys(chunk["title"] for chunk in state.get("context", [])))
+    answer = f"Sources you may read: {'; '.join(titles)}." if titles else "I found no documents you may read on this."
+    return {"messages": [AIMessage(content=answer)]}
+
+
+def _after_plan(state: DeskState) -> str:
+    last = state["messages"][-1]
+    return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
+
+
+builder = StateGraph(DeskState, context_schema=GraphContext)
+builder.add_node("retrieve", retrieve)
+builder.add_node("plan", plan)
+builder.add_node("tools", secured_tool_node([open_ticket], agent=AGENT))
+builder.add_edge(START, "retrieve")
+builder.add_edge("retrieve", "plan")
+builder.add_conditional_edges("plan", _after_plan, ["tools", END])
+builder.add_edge("tools", END)

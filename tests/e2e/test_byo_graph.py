@@ -1,0 +1,102 @@
+"""A hand-built ``StateGraph`` project (``examples/research_desk``) under Mandate, driven with the
+official ``langgraph-sdk``: authorized retrieval for user AND agent, tools through the secured node."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from langgraph_sdk import get_sync_client
+from langgraph_sdk.client import SyncLangGraphClient
+
+from mandate.api.app import create_app
+from mandate.audit import build_tracer_provider
+from mandate.runtime.settings import DevSettings, Settings
+from tests.utils.servers import free_port, serve_in_thread
+from tests.utils.threads import bearer
+from tests.utils.tokens import login
+
+PROJECT = Path(__file__).resolve().parents[2] / "examples" / "research_desk" / "langgraph.json"
+CONTRACTS = "Summarize the latest contract terms for ACME."
+
+
+@pytest.fixture(scope="module")
+def desk_url(stack_settings: Settings) -> Iterator[str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TICKETS_API_URL", f"{url}/demo/tickets")
+        settings = DevSettings(
+            env="test", port=port, data_dir=stack_settings.data_dir, database_url=stack_settings.database_url,
+            fga_api_url=stack_settings.fga_api_url, project=PROJECT,
+        )
+        with serve_in_thread(create_app(settings, tracer_provider=build_tracer_provider()), port=port) as served:
+            yield served
+
+
+@pytest.fixture
+def sdk(desk_url: str) -> Iterator[Callable[[str], SyncLangGraphClient]]:
+    opened: list[SyncLangGraphClient] = []
+
+    def signed_in(user: str) -> SyncLangGraphClient:
+        opened.append(get_sync_client(url=desk_url, api_key=None, headers=bearer(login(desk_url, user))))
+        return opened[-1]
+
+    yield signed_in
+    for client in opened:
+        client.close()
+
+
+def _ask(client: SyncLangGraphClient, text: str) -> tuple[str, dict[str, Any]]:
+    thread = client.threads.create()["thread_id"]
+    return thread, client.runs.wait(thread, "desk", input={"messages": [{"role": "user", "content": text}]})  # type: ignore[return-value]
+
+
+def _answer(values: dict[str, Any]) -> str:
+    return str(values["messages"][-1]["content"])
+
+
+def test_context_reaches_the_graph_only_if_user_and_agent_may_read_it(sdk: Callable[[str], SyncLangGraphClient]) -> None:
+    _, alice = _ask(sdk("alice"), CONTRACTS)
+    assert "ACME Master Services Agreement" in _answer(alice)
+    assert all(chunk["doc_id"] != "acme-payroll" for chunk in alice["context"])
+    _, dave = _ask(sdk("dave"), CONTRACTS)  # engineering: he may not read contracts
+    assert dave["context"] == [] and "no documents" in _answer(dave)
+    _, carol = _ask(sdk("carol"), CONTRACTS)  # globex: nothing of acme
+    assert all(chunk["doc_id"].startswith("globex") for chunk in carol["context"])
+
+
+def test_the_agents_own_grant_narrows_what_a_user_may_read(sdk: Callable[[str], SyncLangGraphClient]) -> None:
+    # bob may read the payroll and the roadmap; the desk agent reads only contracts.
+    _, bob = _ask(sdk("bob"), "ACME payroll summary and the engineering roadmap 2026")
+    assert {chunk["doc_id"] for chunk in bob["context"]} <= {"acme-msa", "acme-vendor-notice"}
+
+
+def test_a_ticket_waits_for_consent_and_is_opened_once_as_the_desk(
+    sdk: Callable[[str], SyncLangGraphClient], db: psycopg.Connection
+) -> None:
+    alice = sdk("alice")
+    thread, values = _ask(alice, "Please open a ticket: the contract archive is unreachable")
+    request = values["__interrupt__"][0]["value"]
+    assert (request["kind"], request["agent"], request["action_requests"][0]["name"]) == ("consent", "agent:desk", "open_ticket")
+    assert _effects(db, thread) == []
+    done = alice.runs.wait(thread, "desk", command={"resume": {"decisions": [{"type": "approve"}]}})
+    assert _answer(done).startswith("Ticket ")  # type: ignore[arg-type]
+    [(subject, actor)] = _effects(db, thread)
+    assert (subject, actor) == ("alice", "mandate-agent-desk")
+
+
+def test_a_user_without_the_tool_grant_is_denied_and_nothing_is_asked(sdk: Callable[[str], SyncLangGraphClient], db: psycopg.Connection) -> None:
+    thread, values = _ask(sdk("carol"), "open a ticket for the globex archive")
+    assert "__interrupt__" not in values
+    assert '"code": "user_not_allowed"' in _answer(values)
+    assert _effects(db, thread) == []
+
+
+def _effects(db: psycopg.Connection, thread: str) -> list[tuple[Any, ...]]:
+    return db.execute(
+        "SELECT subject, actor FROM mandate.demo_effects WHERE api = 'tickets' AND idempotency_key LIKE %s", (f"{thread}:%",)
+    ).fetchall()
