@@ -25,6 +25,7 @@ __all__ = [
     "VIEWER",
     "agent",
     "document",
+    "document_id",
     "folder",
     "group",
     "group_members",
@@ -102,6 +103,11 @@ def folder(name: str) -> str:
 def document(doc_id: str) -> str:
     """``document:<id>``."""
     return f"document:{doc_id}"
+
+
+def document_id(obj: str) -> str:
+    """The id of a ``document:<id>`` object (the inverse of :func:`document`)."""
+    return obj.removeprefix("document:")
 
 
 def tool(name: str) -> str:

@@ -11,7 +11,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
-from mandate.sdk import GraphContext, MandateState
+from mandate.sdk import GraphContext, MandateState, vocabulary
 from mandate.sdk import (
     Node,
     after_consent,
@@ -30,10 +30,10 @@ ASSISTANT_ID = "mandate"
 SUPERVISOR_ID = "supervisor"
 """The id of the multi-agent supervisor graph."""
 
-RETRIEVER = "agent:retriever"
-EXECUTOR = "agent:executor"
-RESEARCHER = "agent:researcher"
-OPERATOR = "agent:operations"
+RETRIEVER = vocabulary.agent("retriever")
+EXECUTOR = vocabulary.agent("executor")
+RESEARCHER = vocabulary.agent("researcher")
+OPERATOR = vocabulary.agent("operations")
 
 
 def _traced(name: str, node: Node) -> Node:

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mandate.auth import Authorizer, Relationship
+from mandate.auth import vocabulary as fga
 from mandate.retrieval.directory import RelationshipDirectory
 
 __all__ = ["GRANTING_RELATIONS", "Principals", "document_acl", "resolve_principals"]
@@ -54,14 +55,14 @@ async def resolve_principals(
         directory.list_objects(user=user, relation="member", object_type="group"),
         directory.list_objects(user=user, relation="viewer", object_type="folder"),
         authz.batch_check(
-            [Relationship(user, "member", f"tenant:{tenant}"), Relationship(agent, "reader_agent", f"tenant:{tenant}")],
+            [Relationship(user, fga.MEMBER, fga.tenant(tenant)), Relationship(agent, fga.READER_AGENT, fga.tenant(tenant))],
             strong=True,
         ),
     )
     agent_documents = None
     if not agent_tenant_wide:
         listed = await directory.list_objects(user=agent, relation="reader_agent", object_type="document")
-        agent_documents = tuple(sorted(obj.removeprefix("document:") for obj in listed))
+        agent_documents = tuple(sorted(fga.document_id(obj) for obj in listed))
     return Principals(
         tokens=tuple(sorted({user, *(f"{group}#member" for group in groups), *folders})),
         tenant_member=member,

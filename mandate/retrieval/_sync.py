@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from psycopg import Error as PsycopgError
 
 from mandate._db import Pool
+from mandate.auth import vocabulary as fga
 from mandate.retrieval import queries
 from mandate.retrieval._acl import GRANTING_RELATIONS, document_acl
 from mandate.retrieval.directory import RelationshipDirectory, TupleChange
@@ -101,7 +102,7 @@ class AclSync:
                 row = await cur.fetchone()
                 if row is None:
                     return
-                acl = list(document_acl(await self._directory.read(f"document:{doc_id}")))
+                acl = list(document_acl(await self._directory.read(fga.document(doc_id))))
                 if acl != row["acl"]:
                     await conn.execute(queries.UPDATE_DOCUMENT_ACL, {"doc_id": doc_id, "acl": acl})
                     await conn.execute(queries.UPDATE_CHUNKS_ACL, {"doc_id": doc_id, "acl": acl})
@@ -111,11 +112,11 @@ class AclSync:
     async def _stale_documents(self, changes: list[TupleChange]) -> set[str]:
         """Documents whose tokens these changes may have made wrong (deletions, grants not yet carried)."""
         granting = [c for c in changes if c.relationship.relation in GRANTING_RELATIONS]
-        stale = {c.relationship.object.removeprefix("document:") for c in granting if c.deleted}
+        stale = {fga.document_id(c.relationship.object) for c in granting if c.deleted}
         written = [c for c in granting if not c.deleted]
         if not written:
             return stale
-        doc_ids = sorted({c.relationship.object.removeprefix("document:") for c in written})
+        doc_ids = sorted({fga.document_id(c.relationship.object) for c in written})
         try:
             async with self._pool.connection() as conn:
                 cur = await conn.execute(queries.SELECT_DOCUMENT_ACLS, {"doc_ids": doc_ids})
@@ -123,7 +124,7 @@ class AclSync:
         except PsycopgError as exc:
             raise RetrievalUnavailableError("The document store is unavailable.") from exc
         for change in written:
-            doc_id = change.relationship.object.removeprefix("document:")
+            doc_id = fga.document_id(change.relationship.object)
             if doc_id in carried and change.relationship.user not in carried[doc_id]:
                 stale.add(doc_id)
         return stale

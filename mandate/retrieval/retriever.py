@@ -28,6 +28,7 @@ from opentelemetry import trace
 
 from mandate._db import Pool
 from mandate.auth import Authorizer, Relationship
+from mandate.auth import vocabulary as fga
 from mandate.retrieval._acl import resolve_principals
 from mandate.retrieval._search import Candidate, ChunkSearch, Scan, SearchPath, SearchTuning
 from mandate.retrieval._sync import AclSync
@@ -226,5 +227,5 @@ class _CheckedSearch:
 
 
 def _read_questions(user: str, agent: str, doc_id: str) -> tuple[Relationship, Relationship]:
-    obj = f"document:{doc_id}"
-    return Relationship(user, "can_read", obj), Relationship(agent, "reader_agent", obj)
+    obj = fga.document(doc_id)
+    return Relationship(user, fga.CAN_READ, obj), Relationship(agent, fga.READER_AGENT, obj)

@@ -209,7 +209,7 @@ async def open_services(
             ingestor=Ingestor(pool=pool, authz=authz, embeddings=embeddings, directory=directory),
             tools=tools,
             brokers={
-                f"agent:{name}": TokenBroker(
+                vocabulary.agent(name): TokenBroker(
                     token_endpoint=settings.token_endpoint,
                     client_id=agent.client_id,
                     client_secret=agent.client_secret.get_secret_value(),

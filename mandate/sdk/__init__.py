@@ -14,12 +14,13 @@
   call's idempotency key.
 - The state contract (:class:`MandateState`, :func:`write_once`) and the interrupt payloads
   (:class:`ReviewRequest`, :class:`StepUpRequest`, :class:`ReauthenticateRequest`).
+- :mod:`vocabulary`: how OpenFGA objects are spelled (``vocabulary.agent("desk")`` is ``agent:desk``).
 - The nodes the built-in graphs are assembled from (``make_planner``, ``make_retriever``,
   ``make_step_up``, ``make_consent``, ``make_tool_executor``, ``responder_node``), so that either
   graph can be rebuilt, or varied, from this module alone.
 """
 
-from mandate.auth import Principal, PrincipalState
+from mandate.auth import Principal, PrincipalState, vocabulary
 from mandate.contract import ContextChunk, GraphContext, MandateState, ProposedCall, ToolOutcome, write_once
 from mandate.gate import ReauthenticateRequest, ReviewRequest, StepUpRequest
 from mandate.nodes import (
@@ -73,5 +74,6 @@ __all__ = [
     "delegated_credentials",
     "retrieve_authorized",
     "secured_tool_node",
+    "vocabulary",
     "write_once",
 ]

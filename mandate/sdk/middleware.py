@@ -63,7 +63,7 @@ class MandateGate(AgentMiddleware[GatedAgentState, GraphContext]):
 
     def __init__(self, *, agent: str) -> None:
         super().__init__()
-        self.agent = agent if agent.startswith("agent:") else fga.agent(agent)
+        self.agent = fga.agent(agent)
         """The acting agent's OpenFGA id (``agent:<name>``): its grants and its OAuth client."""
 
     async def abefore_agent(self, state: GatedAgentState, runtime: Runtime[GraphContext]) -> dict[str, Any] | None:
