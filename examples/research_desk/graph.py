@@ -4,12 +4,14 @@
 
 ``retrieve`` keeps only chunks the user AND this agent (``agent:desk``) may read; ``tools`` is
 Mandate's secured tool node, so a ticket waits for the user's consent and is opened once with a
-token delegated to this agent. No model is needed: the plan is a rule, to keep the example short.
+token delegated to this agent. ``file_ticket`` is an operation of the tickets API's OpenAPI
+document, turned into a tool; its policy needs no decision, but every other gate still holds. No model is needed: the plan is a rule, to keep the example short.
 """
 
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +20,15 @@ from langchain_core.tools import tool
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from mandate.sdk import ContextChunk, GatedState, GraphContext, delegated_credentials, retrieve_authorized, secured_tool_node
+from mandate.sdk import (
+    ContextChunk,
+    GatedState,
+    GraphContext,
+    delegated_credentials,
+    openapi_tools,
+    retrieve_authorized,
+    secured_tool_node,
+)
 
 AGENT = "agent:desk"
 
@@ -42,6 +52,10 @@ async def open_ticket(title: str) -> str:
     return f"Ticket {response.json()['id']} opened."
 
 
+# An HTTP API tool straight from the API's OpenAPI document; its URL and policy are in mandate.yaml.
+[file_ticket] = openapi_tools(Path(__file__).parent / "tickets.openapi.yaml", {"file_ticket": "createTicket"})
+
+
 def _question(state: DeskState) -> str:
     return next((str(m.content) for m in reversed(state["messages"]) if isinstance(m, HumanMessage)), "")
 
@@ -56,7 +70,11 @@ async def retrieve(state: DeskState, runtime: Runtime[GraphContext]) -> dict[str
 def plan(state: DeskState) -> dict[str, Any]:
     question = _question(state)
     if "ticket" in question.lower():
-        call = {"name": "open_ticket", "args": {"title": question[:200]}, "id": f"call_{uuid.uuid4().hex[:16]}"}
+        tool_name = "file_ticket" if question.lower().startswith("file") else "open_ticket"
+        args: dict[str, Any] = {"title": question[:200]}
+        if tool_name == "file_ticket":
+            args["priority"] = "low"
+        call = {"name": tool_name, "args": args, "id": f"call_{uuid.uuid4().hex[:16]}"}
         return {"messages": [AIMessage(content="", tool_calls=[call])]}
     titles = list(dict.fromkeys(chunk["title"] for chunk in state.get("context", [])))
     answer = f"Sources you may read: {'; '.join(titles)}." if titles else "I found no documents you may read on this."
@@ -71,7 +89,7 @@ def _after_plan(state: DeskState) -> str:
 builder = StateGraph(DeskState, context_schema=GraphContext)
 builder.add_node("retrieve", retrieve)
 builder.add_node("plan", plan)
-builder.add_node("tools", secured_tool_node([open_ticket], agent=AGENT))
+builder.add_node("tools", secured_tool_node([open_ticket, file_ticket], agent=AGENT))
 builder.add_edge(START, "retrieve")
 builder.add_edge("retrieve", "plan")
 builder.add_conditional_edges("plan", _after_plan, ["tools", END])

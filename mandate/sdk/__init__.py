@@ -38,7 +38,7 @@ from mandate.nodes import (
     responder_node,
     retrieve_authorized,
 )
-from mandate.sdk.api_tool import api_tool
+from mandate.sdk.api_tool import api_tool, openapi_tools
 from mandate.sdk.credentials import CallCredentials, delegated_credentials
 from mandate.sdk.middleware import GatedAgentState, MandateGate
 from mandate.sdk.tool_node import GatedState, secured_tool_node
@@ -55,6 +55,7 @@ __all__ = [
     "make_retriever",
     "make_step_up",
     "make_tool_executor",
+    "openapi_tools",
     "responder_node",
     "CallCredentials",
     "ContextChunk",

@@ -100,3 +100,19 @@ def _effects(db: psycopg.Connection, thread: str) -> list[tuple[Any, ...]]:
     return db.execute(
         "SELECT subject, actor FROM mandate.demo_effects WHERE api = 'tickets' AND idempotency_key LIKE %s", (f"{thread}:%",)
     ).fetchall()
+
+
+def test_an_openapi_operation_is_a_gated_tool_with_a_delegated_token(
+    sdk: Callable[[str], SyncLangGraphClient], db: psycopg.Connection
+) -> None:
+    thread, values = _ask(sdk("alice"), "File ticket: the archive search is slow")
+    assert "__interrupt__" not in values  # its policy asks no one; every other gate held
+    assert _answer(values).startswith('{"id": "TCK-')
+    [(subject, actor)] = _effects(db, thread)
+    assert (subject, actor) == ("alice", "mandate-agent-desk")
+    [(body,)] = db.execute("SELECT body FROM mandate.demo_effects WHERE idempotency_key LIKE %s", (f"{thread}:%",)).fetchall()
+    assert body == {"title": "File ticket: the archive search is slow", "description": "", "priority": "low"}
+    audited = db.execute(
+        "SELECT event, decision FROM mandate.audit_records WHERE thread_id = %s ORDER BY seq", (thread,)
+    ).fetchall()
+    assert ("tool.started", "allowed") in audited and ("tool.succeeded", "ok") in audited
