@@ -48,6 +48,7 @@ HTTP_STATUS: dict[type[AppError], int] = {
     run.DelegationRequiredError: 403,
     run.AssistantAdminRequiredError: 403,
     run.AssistantReadOnlyError: 403,
+    run.ProjectAuthRefusedError: 403,
     AuditForbiddenError: 403,
     UnknownToolError: 403,
     DevIssuerDisabledError: 403,

@@ -57,6 +57,7 @@ __all__ = [
     "GraphNotFoundError",
     "InvalidAssistantConfigError",
     "NotServedError",
+    "ProjectAuthRefusedError",
     "ProjectError",
     "RecursionLimitError",
     "RunInProgressError",
@@ -90,6 +91,12 @@ class ProjectError(AppError):
     """Raised at startup when a project's ``langgraph.json`` or ``mandate.yaml`` is wrong; names file, key and fix."""
 
     code = "project_invalid"
+
+
+class ProjectAuthRefusedError(AppError):
+    """Raised when a project's own auth handler narrows an action Mandate allowed."""
+
+    code = "project_auth_refused"
 
 
 class ServiceError(AppError):

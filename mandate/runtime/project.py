@@ -46,10 +46,12 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.pregel import Pregel
+from langgraph_sdk import Auth
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from mandate.auth import Relationship, StepUpRequirement
 from mandate.runtime.errors import ProjectError
+from mandate.runtime.project_auth import ProjectAuth
 from mandate.runtime.settings import DEV_SECRET_PLACEHOLDER, AgentClientSettings
 from mandate.tools import ApprovalPolicy, EditRule, ToolSpec
 
@@ -155,6 +157,8 @@ class Project:
     """A loaded project: its graph sources by graph id, and its policies."""
 
     root: Path
+    auth: ProjectAuth | None
+    """The project's own ``Auth`` handlers (``auth`` in ``langgraph.json``): they narrow, never widen."""
     graphs: Mapping[str, Any]
     """Graph id → what the spec named (compiled graph, builder or factory), not yet bound to a checkpointer."""
     policies: ProjectPolicies
@@ -244,21 +248,21 @@ def _apply_env(config_path: Path, env: Any) -> None:
             os.environ.setdefault(str(name), str(value))
 
 
-def _import(root: Path, config_path: Path, graph_id: str, spec: Any) -> Any:
+def _import(root: Path, config_path: Path, key: str, spec: Any) -> Any:
     path = spec.get("path") if isinstance(spec, dict) else spec
     if not isinstance(path, str) or ":" not in path:
-        raise _fail(config_path, f"graphs.{graph_id}", "not of the form './file.py:name' or 'module:name'", "name the graph's file and variable")
+        raise _fail(config_path, key, "not of the form './file.py:name' or 'module:name'", "name the graph's file and variable")
     target, variable = path.rsplit(":", 1)
     try:
         if "/" in target:
             file = (root / target).resolve()
             if not file.is_relative_to(root.resolve()):
-                raise _fail(config_path, f"graphs.{graph_id}", f"{target} is outside the project folder", "keep graph files inside it")
+                raise _fail(config_path, key, f"{target} is outside the project folder", "keep graph files inside it")
             relative = file.relative_to(root.resolve()).with_suffix("")
             module_name = re.sub(r"\W", "_", f"mandate_project_{root.name}_{'_'.join(relative.parts)}")
             spec_ = importlib.util.spec_from_file_location(module_name, file)
             if spec_ is None or spec_.loader is None or not file.exists():
-                raise _fail(config_path, f"graphs.{graph_id}", f"{target} not found", "give a path relative to langgraph.json")
+                raise _fail(config_path, key, f"{target} not found", "give a path relative to langgraph.json")
             module = importlib.util.module_from_spec(spec_)
             sys.modules[module_name] = module
             spec_.loader.exec_module(module)
@@ -267,10 +271,22 @@ def _import(root: Path, config_path: Path, graph_id: str, spec: Any) -> Any:
     except ProjectError:
         raise
     except Exception as exc:
-        raise _fail(config_path, f"graphs.{graph_id}", f"importing {target} failed ({type(exc).__name__}: {exc})", "make the module import cleanly") from exc
+        raise _fail(config_path, key, f"importing {target} failed ({type(exc).__name__}: {exc})", "make the module import cleanly") from exc
     if variable not in vars(module):
-        raise _fail(config_path, f"graphs.{graph_id}", f"{target} has no {variable!r}", "name a variable the module defines")
+        raise _fail(config_path, key, f"{target} has no {variable!r}", "name a variable the module defines")
     return vars(module)[variable]
+
+
+def _auth(root: Path, config_path: Path, spec: Any) -> ProjectAuth | None:
+    if spec is None:
+        return None
+    path = spec.get("path") if isinstance(spec, dict) else spec
+    if isinstance(path, str) and "/" not in path.split(":")[0] and ".py" in path:
+        path = f"./{path}"  # the LangGraph CLI takes a bare file name here, unlike for graphs
+    handler = _import(root, config_path, "auth.path", path)
+    if not isinstance(handler, Auth):
+        raise _fail(config_path, "auth.path", f"{path} is not a langgraph_sdk.Auth", "export an Auth() object")
+    return ProjectAuth(handler)
 
 
 async def _compiled(graph_id: str, source: Any, checkpointer: BaseCheckpointSaver, root: Path) -> CompiledStateGraph:
@@ -310,5 +326,5 @@ def load_project(config_path: Path, *, reserved: frozenset[str] = frozenset()) -
     taken = sorted(set(config["graphs"]) & reserved)
     if taken:
         raise _fail(config_path, "graphs", f"{taken} are built-in graph ids", "rename those graphs")
-    graphs = {graph_id: _import(root, config_path, graph_id, spec) for graph_id, spec in config["graphs"].items()}
-    return Project(root=root, graphs=graphs, policies=policies)
+    graphs = {graph_id: _import(root, config_path, f"graphs.{graph_id}", spec) for graph_id, spec in config["graphs"].items()}
+    return Project(root=root, auth=_auth(root, config_path, config.get("auth")), graphs=graphs, policies=policies)

@@ -39,6 +39,7 @@ from mandate.runtime.signing import audit_signer
 from mandate.devstack.demo import seed_demo_world
 from mandate.runtime.sessions import SessionStore
 from mandate.runtime.project import Project, load_project
+from mandate.runtime.project_auth import ProjectAuth
 from mandate.runtime.settings import DEV_SECRET_PLACEHOLDER, AgentClientSettings, ConfigurationError, Settings
 from mandate.runtime.threads import ThreadStore
 from mandate.tools import ToolRegistry, demo_tools
@@ -81,6 +82,8 @@ class Services:
     """Verifiers of the demo resource servers, by API name (``tickets``, ``payments``)."""
     sessions: SessionStore
     """The approver page's sessions and the operator's revocation check."""
+    project_auth: ProjectAuth | None = None
+    """The served project's own auth handlers, consulted after Mandate's checks (narrow only)."""
 
 
 def graph_of(services: Services, thread: dict[str, Any]) -> CompiledStateGraph:
@@ -231,6 +234,7 @@ async def open_services(
                 "payments": TokenVerifier(issuers=issuers, audience=settings.payments_api_url, http=http),
             },
             sessions=SessionStore(pool=pool, vault=vault),
+            project_auth=project.auth if project else None,
         )
         if project:
             await authz.write(

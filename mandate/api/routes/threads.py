@@ -83,6 +83,9 @@ async def _thread_with_values(services: Services, row: dict[str, Any]) -> dict[s
 @router.post("", response_model=ThreadPublic)
 async def create_thread(body: ThreadCreate, principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
     """Create a thread owned by the caller."""
+    if services.project_auth is not None:
+        value = {"thread_id": body.thread_id, "metadata": dict(body.metadata)}
+        await services.project_auth.check(principal, "threads", "create", value, metadata=body.metadata)
     try:
         row = await services.threads.create(principal, thread_id=body.thread_id, metadata=body.metadata)
     except ThreadExistsError:

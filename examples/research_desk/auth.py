@@ -1,0 +1,18 @@
+"""The desk's own LangGraph auth handlers. Under Mandate they can only narrow what Mandate allowed:
+identity, tenants, ownership and grants are decided before these run."""
+
+from langgraph_sdk import Auth
+
+auth = Auth()
+
+
+@auth.on
+async def acme_only(ctx: Auth.types.AuthContext, value: dict) -> bool:
+    """The research desk serves ACME's people only."""
+    return ctx.user["tenant"] == "acme"
+
+
+@auth.on.threads.read
+async def anyone_may_read(ctx: Auth.types.AuthContext, value: dict) -> bool:
+    """Tries to widen reading to every thread: Mandate's owner check still comes first."""
+    return True
