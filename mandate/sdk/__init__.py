@@ -8,6 +8,8 @@
   Mandate's gate (grants, step-up, consent/approval, write-ahead audit, delegated token).
 - :func:`api_tool`: a tool that POSTs its arguments to the API its policy names, with the
   delegated token and the call's idempotency key.
+- :class:`McpTools`: the tools of a remote MCP server named in ``mandate.yaml``, listed and called
+  with tokens exchanged for exactly that server (RFC 9728 discovery, RFC 8707 resource).
 - :func:`delegated_credentials`: inside a gated tool, the short-lived token for its API and the
   call's idempotency key.
 - The state contract (:class:`MandateState`, :func:`write_once`) and the interrupt payloads
@@ -19,6 +21,7 @@ from mandate.contract import GraphContext, MandateState, ProposedCall, ToolOutco
 from mandate.gate import ReauthenticateRequest, ReviewRequest, StepUpRequest
 from mandate.sdk.api_tool import api_tool
 from mandate.sdk.credentials import CallCredentials, delegated_credentials
+from mandate.sdk.mcp import McpTools
 from mandate.sdk.middleware import GatedAgentState, MandateGate
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "GraphContext",
     "MandateGate",
     "MandateState",
+    "McpTools",
     "Principal",
     "PrincipalState",
     "ProposedCall",

@@ -1,0 +1,34 @@
+"""The example notes MCP server (``examples/mcp_notes``) on a loopback port, recording the tokens it accepted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from examples.mcp_notes.server import create_server
+from tests.utils.servers import free_port, serve_in_thread
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NotesServer:
+    """A running notes server."""
+
+    url: str
+    """Its Streamable HTTP endpoint and resource identifier."""
+    accepted: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    """Every token it accepted, raw and as claims, in order."""
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    """Its notebooks by user (``sub``)."""
+
+
+@contextmanager
+def notes_server(*, issuer: str, url: str | None = None) -> Iterator[NotesServer]:
+    """Serve the notes server trusting ``issuer`` on a free port; ``url`` overrides the URL it believes it has."""
+    port = free_port()
+    url = url or f"http://127.0.0.1:{port}/mcp"
+    accepted: list[tuple[str, dict[str, Any]]] = []
+    app = create_server(url=url, issuer=issuer, on_token=lambda token, claims: accepted.append((token, claims)))
+    with serve_in_thread(app, port=port):
+        yield NotesServer(url=url, accepted=accepted, notes=app.state.notes)
