@@ -24,11 +24,12 @@ class NotesServer:
 
 
 @contextmanager
-def notes_server(*, issuer: str, url: str | None = None) -> Iterator[NotesServer]:
-    """Serve the notes server trusting ``issuer`` on a free port; ``url`` overrides the URL it believes it has."""
+def notes_server(*, issuer: str, believed_url: str | None = None) -> Iterator[NotesServer]:
+    """Serve the notes server trusting ``issuer`` on a free port; ``believed_url`` is the resource it
+    names in its metadata if not its own URL (a misconfigured server)."""
     port = free_port()
-    url = url or f"http://127.0.0.1:{port}/mcp"
+    url = f"http://127.0.0.1:{port}/mcp"
     accepted: list[tuple[str, dict[str, Any]]] = []
-    app = create_server(url=url, issuer=issuer, on_token=lambda token, claims: accepted.append((token, claims)))
+    app = create_server(url=believed_url or url, issuer=issuer, on_token=lambda token, claims: accepted.append((token, claims)))
     with serve_in_thread(app, port=port):
         yield NotesServer(url=url, accepted=accepted, notes=app.state.notes)
