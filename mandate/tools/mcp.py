@@ -17,7 +17,7 @@ import httpx
 from langchain_core.tools import BaseTool
 from langchain_mcp_adapters.interceptors import ToolCallInterceptor
 from langchain_mcp_adapters.sessions import StreamableHttpConnection, create_session
-from langchain_mcp_adapters.tools import convert_mcp_tool_to_langchain_tool, _list_all_tools
+from langchain_mcp_adapters.tools import convert_mcp_tool_to_langchain_tool
 from mcp.client.auth.utils import build_protected_resource_metadata_discovery_urls, handle_protected_resource_response
 from mcp.shared.auth import ProtectedResourceMetadata
 from mcp.types import Tool as McpTool
@@ -27,6 +27,8 @@ from mandate.tools.errors import DownstreamError, McpServerRefusedError
 __all__ = ["McpServer", "discover", "list_tools", "resource_of", "to_langchain_tools"]
 
 MCP_TIMEOUT = 10.0
+MAX_TOOL_PAGES = 100
+"""A server that pages its tool list further than this is not listed to the end (refused)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -88,9 +90,17 @@ async def list_tools(server: McpServer, *, access_token: str) -> list[McpTool]:
     try:
         async with create_session(_connection(server, {"Authorization": f"Bearer {access_token}"})) as session:
             await session.initialize()
-            return await _list_all_tools(session)
+            listed: list[McpTool] = []
+            cursor = None
+            for _ in range(MAX_TOOL_PAGES):
+                page = await session.list_tools(cursor=cursor)
+                listed.extend(page.tools)
+                cursor = page.nextCursor
+                if not cursor:
+                    return listed
     except Exception as exc:  # anyio wraps transport errors in an ExceptionGroup
         raise DownstreamError(f"mcp_servers.{server.name}: its tools could not be listed.") from exc
+    raise DownstreamError(f"mcp_servers.{server.name}: its tool list has more than {MAX_TOOL_PAGES} pages.")
 
 
 def to_langchain_tools(server: McpServer, listed: list[McpTool], *, authorize: ToolCallInterceptor) -> list[BaseTool]:

@@ -59,6 +59,14 @@ def test_mcp_tool_under_consent_runs_once_with_a_token_for_exactly_that_server(
     assert replay.status_code == 409 and notes.notes["alice"] == ["Buy milk"]
     events = _audit(db, thread)
     assert ("tool.started", "agent:assistant", "allowed") in events and ("tool.succeeded", "agent:assistant", "ok") in events
+    # the delegated token is nowhere at rest: not in the thread's checkpoints nor its pending writes
+    signature = next(raw for raw, claims in notes.accepted[before:] if claims is call).rsplit(".", 1)[1]
+    at_rest = db.execute(
+        "SELECT coalesce((SELECT string_agg(encode(blob, 'escape'), '') FROM checkpoint_blobs WHERE thread_id = %s), '')"
+        " || coalesce((SELECT string_agg(encode(blob, 'escape'), '') FROM checkpoint_writes WHERE thread_id = %s), '')",
+        (thread, thread),
+    ).fetchone()[0]
+    assert "Buy milk" in at_rest and signature not in at_rest
 
 
 def test_an_mcp_tool_no_policy_names_is_denied_and_audited(
