@@ -1,5 +1,6 @@
-"""Remote MCP servers (RFC 9728 discovery and refusal) and the example notes server as a resource
-server (audience, scope, ``act``, signature), over real HTTP on loopback with the real dev issuer."""
+"""Remote MCP servers: RFC 9728 discovery and refusal, the example notes server as a resource server
+(audience, scope, ``act``, signature) over real HTTP on loopback with the real dev issuer, and the
+rule that a call leaves only with a delegated token for exactly its server."""
 
 from __future__ import annotations
 
@@ -8,10 +9,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from joserfc.jwk import RSAKey
+from langchain_mcp_adapters.interceptors import MCPToolCallRequest
 from starlette.applications import Starlette
 
+from mandate.auth import DelegatedToken
 from mandate.runtime.settings import Settings
-from mandate.tools import McpServerRefusedError
+from mandate.sdk import CallCredentials, McpTools
+from mandate.sdk.credentials import running_with
+from mandate.sdk.mcp import serving_mcp_servers
+from mandate.tools import McpServerRefusedError, ToolError
 from mandate.tools.mcp import McpServer, discover, list_tools, resource_of
 from tests.utils.mcp_notes import NotesServer, notes_server
 from tests.utils.servers import free_port, serve_in_thread
@@ -116,3 +122,50 @@ def test_the_notes_server_needs_its_scope(base_url: str, stack_settings: Setting
     token = _delegated(base_url, dev_issuer_key(stack_settings.data_dir), aud=notes.url, scope="tickets:write")
     answer = httpx.post(notes.url, headers={"Authorization": f"Bearer {token}", **MCP_ACCEPT}, json=LIST, timeout=10)
     assert answer.status_code == 403
+
+
+def _mcp_tools(url: str) -> McpTools:
+    with serving_mcp_servers({"notes": _server(url)}):
+        return McpTools("notes", agent="assistant")
+
+
+@pytest.mark.parametrize(
+    ("case", "credentials"),
+    [
+        ("a token for another API", CallCredentials(token=DelegatedToken(access_token="tickets-token", audience="https://tickets.example.com/api", scopes=(), expires_at=0), idempotency_key="k")),
+        ("a call without a token", CallCredentials(token=None, idempotency_key="k")),
+    ],
+)
+async def test_an_mcp_call_never_leaves_without_a_token_for_exactly_its_server(case: str, credentials: CallCredentials) -> None:
+    sent: list[MCPToolCallRequest] = []
+
+    async def server(request: MCPToolCallRequest) -> str:
+        sent.append(request)
+        return "done"
+
+    tools = _mcp_tools("https://notes.example.com/mcp")
+    with running_with(credentials), pytest.raises(ToolError, match="not for MCP server notes"):
+        await tools._authorize(MCPToolCallRequest(name="add_note", args={}, server_name="notes"), server)
+    assert sent == [], case
+
+
+async def test_an_mcp_call_outside_the_gate_is_refused() -> None:
+    async def server(request: MCPToolCallRequest) -> str:
+        raise AssertionError("sent")
+
+    with pytest.raises(ToolError, match="No tool call passed Mandate's gate"):
+        await _mcp_tools("https://notes.example.com/mcp")._authorize(MCPToolCallRequest(name="add_note", args={}, server_name="notes"), server)
+
+
+async def test_an_mcp_call_carries_the_delegated_token_and_idempotency_key() -> None:
+    sent: list[MCPToolCallRequest] = []
+
+    async def server(request: MCPToolCallRequest) -> str:
+        sent.append(request)
+        return "done"
+
+    token = DelegatedToken(access_token="notes-token", audience="https://NOTES.example.com/mcp/", scopes=("notes:write",), expires_at=0)
+    with running_with(CallCredentials(token=token, idempotency_key="thread:call")):
+        assert await _mcp_tools("https://notes.example.com/mcp")._authorize(MCPToolCallRequest(name="add_note", args={}, server_name="notes"), server) == "done"
+    [request] = sent
+    assert request.headers == {"Authorization": "Bearer notes-token", "Idempotency-Key": "thread:call"}
