@@ -5,15 +5,20 @@ tool and reaches the server only with a token delegated for exactly that server.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import httpx
 import psycopg
+import pytest
 from langgraph_sdk.client import SyncLangGraphClient
 
-from tests.e2e.test_byo_agent import _ask, _audit, _tool_messages, model, notes, project_port, project_url, sdk  # noqa: F401
-from tests.utils.mcp_notes import NotesServer
+from mandate.api.app import create_app
+from mandate.audit import build_tracer_provider
+from mandate.runtime.settings import DevSettings, Settings
+from tests.e2e.test_byo_agent import PROJECT, _ask, _audit, _tool_messages, model, notes, project_port, project_url, sdk  # noqa: F401
+from tests.utils.mcp_notes import NotesServer, notes_server
 from tests.utils.openai_double import ChatDouble
+from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.threads import bearer
 from tests.utils.tokens import login
 
@@ -96,9 +101,44 @@ def test_the_users_own_token_never_reaches_the_mcp_server(
     alice = sdk("alice")
     thread, _ = _ask(alice, "note: call the bank")
     alice.runs.wait(thread, "assistant", command={"resume": {"decisions": [{"type": "approve"}]}})
-    assert notes.accepted
-    assert all(raw != token and "act" in claims and claims["aud"] == notes.url for raw, claims in notes.accepted)
+    assert notes.accepted and all("act" in claims and claims["aud"] == notes.url for _, claims in notes.accepted)
+    assert notes.received and f"Bearer {token}" not in notes.received
+    assert set(notes.received) == {f"Bearer {raw}" for raw, _ in notes.accepted}  # it was sent nothing it refused
     # and the server itself refuses it: a user's token is for Mandate, not for the notes server
+    # (this test's own request, last, after the assertions on what Mandate sent)
     refused = httpx.post(notes.url, headers={**bearer(token), "Accept": "application/json, text/event-stream"},
                          json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, timeout=10)
     assert refused.status_code == 401
+
+
+@pytest.fixture(scope="module")
+def refused(stack_settings: Settings, model: tuple[ChatDouble, str]) -> Iterator[tuple[str, NotesServer]]:
+    """The example project served with a notes server whose metadata names another resource."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with notes_server(issuer=f"{url}/dev-idp", believed_url=f"http://127.0.0.1:{free_port()}/mcp") as misconfigured:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("NOTES_MCP_URL", misconfigured.url)
+            env.setenv("OPENAI_BASE_URL", f"{model[1]}/v1")
+            env.setenv("OPENAI_API_KEY", "sk-test-double")
+            env.setenv("TICKETS_API_URL", f"{url}/demo/tickets")
+            env.setenv("PAYMENTS_API_URL", f"{url}/demo/payments")
+            settings = DevSettings(
+                env="test", port=port, data_dir=stack_settings.data_dir, database_url=stack_settings.database_url,
+                fga_api_url=stack_settings.fga_api_url, project=PROJECT,
+            )
+            with serve_in_thread(create_app(settings, tracer_provider=build_tracer_provider()), port=port) as served:
+                yield served, misconfigured
+
+
+def test_a_server_whose_metadata_names_another_resource_is_refused_and_sent_no_token(refused: tuple[str, NotesServer]) -> None:
+    url, misconfigured = refused
+    alice = bearer(login(url, "alice"))
+    thread = httpx.post(f"{url}/threads", headers=alice, json={}, timeout=30).json()["thread_id"]
+    answer = httpx.post(
+        f"{url}/threads/{thread}/runs/wait", headers=alice, timeout=60,
+        json={"assistant_id": "assistant", "input": {"messages": [{"role": "user", "content": "convert 100 at 1.1"}]}},
+    )
+    assert answer.status_code == 502 and answer.json()["code"] == "mcp_server_refused"
+    assert "mcp_servers.notes" in answer.text and "eyJ" not in answer.text
+    assert misconfigured.received == [] and misconfigured.accepted == []
