@@ -10,6 +10,7 @@ import httpx
 import pytest
 from joserfc.jwk import RSAKey
 from langchain_mcp_adapters.interceptors import MCPToolCallRequest
+from mcp.types import CallToolResult, TextContent
 from starlette.applications import Starlette
 
 from mandate.auth import DelegatedToken
@@ -18,7 +19,7 @@ from mandate.sdk import CallCredentials, McpTools
 from mandate.sdk.credentials import running_with
 from mandate.sdk.mcp import serving_mcp_servers
 from mandate.tools import McpServerRefusedError, ToolError
-from mandate.tools.mcp import McpServer, discover, list_tools, resource_of
+from mandate.tools.mcp import McpServer, discover, list_tools, resource_of, to_langchain_tools
 from tests.utils.mcp_notes import NotesServer, notes_server
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.tokens import claims_of, dev_issuer_key, fresh_claims, login, sign
@@ -169,3 +170,20 @@ async def test_an_mcp_call_carries_the_delegated_token_and_idempotency_key() -> 
         assert await _mcp_tools("https://notes.example.com/mcp")._authorize(MCPToolCallRequest(name="add_note", args={}, server_name="notes"), server) == "done"
     [request] = sent
     assert request.headers == {"Authorization": "Bearer notes-token", "Idempotency-Key": "thread:call"}
+
+
+async def test_a_policy_may_rename_an_mcp_tool_and_the_call_still_names_the_servers_tool(
+    base_url: str, stack_settings: Settings, notes: NotesServer
+) -> None:
+    token = _delegated(base_url, dev_issuer_key(stack_settings.data_dir), aud=notes.url)
+    server = McpServer(name="notes", url=notes.url, list_scopes=("notes:read",), tools={"add_note": "save_note"})
+    called: list[str] = []
+
+    async def record(request: MCPToolCallRequest, handler: object) -> CallToolResult:
+        called.append(request.name)
+        return CallToolResult(content=[TextContent(type="text", text="recorded")])
+
+    tools = {t.name: t for t in to_langchain_tools(server, await list_tools(server, access_token=token), authorize=record)}
+    assert set(tools) == {"save_note", "list_notes", "delete_notes"}  # unnamed ones keep their names (the gate denies them)
+    await tools["save_note"].ainvoke({"text": "x"})
+    assert called == ["add_note"]
