@@ -56,23 +56,29 @@ class McpTools(AgentMiddleware):
 
     def __init__(self, server: str, *, agent: str) -> None:
         """
+        Args:
+            server: The server's key under ``mcp_servers`` in ``mandate.yaml``.
+            agent: The acting agent, whose OAuth client exchanges the listing token.
+
         Raises:
-            ToolError: ``server`` is not under ``mcp_servers`` in ``mandate.yaml``, or the graph is
-                not being loaded by Mandate.
+            ToolError: Mandate is loading the graph and ``server`` is not under ``mcp_servers``.
+                (Built elsewhere, for example by ``langgraph dev``, the graph builds; its MCP tools
+                then refuse to run without Mandate's runtime context.)
         """
         super().__init__()
         servers = _configured.get()
-        if servers is None or server not in servers:
+        if servers is not None and server not in servers:
             raise ToolError(f"MCP server {server!r} is not configured: name it under mcp_servers in mandate.yaml.")
-        self.server = servers[server]
+        self._server_name = server
+        self.server = servers[server] if servers is not None else None
+        """The server as configured; ``None`` when the graph was not loaded by Mandate."""
         self.agent = agent if agent.startswith("agent:") else fga.agent(agent)
-        """The agent whose OAuth client exchanges the listing token."""
         self._tools: dict[str, BaseTool] | None = None
         self._listing = asyncio.Lock()
 
     @property
     def name(self) -> str:
-        return f"McpTools[{self.server.name}]"
+        return f"McpTools[{self._server_name}]"
 
     async def awrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
@@ -89,24 +95,25 @@ class McpTools(AgentMiddleware):
         return await handler(request.override(tool=tool) if tool is not None else request)
 
     async def _listed(self, ctx: Any) -> dict[str, BaseTool]:
-        if not isinstance(ctx, GraphContext):
-            raise MandateContextMissingError("MCP tools run only with Mandate's runtime context (context=GraphContext).")
+        if not isinstance(ctx, GraphContext) or self.server is None:
+            raise MandateContextMissingError("MCP tools run only in a graph Mandate loaded, with its runtime context.")
+        server = self.server
         async with self._listing:
             if self._tools is None:
-                await discover(self.server, trusted_issuers=[ctx.caller.issuer], http=ctx.downstream)
+                await discover(server, trusted_issuers=[ctx.caller.issuer], http=ctx.downstream)
                 token = await ctx.brokers[self.agent].exchange(
                     ctx.subject_token, issuer=ctx.caller.issuer, subject=ctx.caller.subject,
-                    audience=self.server.url, scopes=self.server.list_scopes,
+                    audience=server.url, scopes=server.list_scopes,
                 )
-                listed = await list_tools(self.server, access_token=token.access_token)
-                self._tools = {t.name: t for t in to_langchain_tools(self.server, listed, authorize=self._authorize)}
+                listed = await list_tools(server, access_token=token.access_token)
+                self._tools = {t.name: t for t in to_langchain_tools(server, listed, authorize=self._authorize)}
         return self._tools
 
     async def _authorize(self, request: MCPToolCallRequest, handler: Callable[[MCPToolCallRequest], Awaitable[Any]]) -> Any:
         """Send the call with the gate's delegated token, only if it is for exactly this server."""
         credentials = delegated_credentials()
         token = credentials.token
-        if token is None or resource_of(token.audience) != resource_of(self.server.url):
-            raise ToolError(f"{request.name}: the call's delegated token is not for MCP server {self.server.name}.")
+        if token is None or self.server is None or resource_of(token.audience) != resource_of(self.server.url):
+            raise ToolError(f"{request.name}: the call's delegated token is not for MCP server {self._server_name}.")
         headers = {"Authorization": f"Bearer {token.access_token}", "Idempotency-Key": credentials.idempotency_key}
         return await handler(request.override(headers=headers))

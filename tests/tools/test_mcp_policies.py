@@ -1,5 +1,5 @@
 """``mcp_servers`` and ``tools[].mcp`` in ``mandate.yaml``: an MCP tool's audience is its server, and
-a graph's ``McpTools("<server>")`` finds only a configured server."""
+a graph's ``McpTools("<server>")`` finds only a configured server, and runs only under Mandate."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
+from mandate.contract import MandateContextMissingError
 from mandate.runtime.errors import ProjectError
 from mandate.runtime.project import load_project
+from mandate.sdk import McpTools
 from mandate.tools import ToolError
 
 GRAPH = """
@@ -76,3 +78,11 @@ def test_a_wrong_mcp_entry_is_refused_naming_the_key(tmp_path: Path, policies: s
         load_project(_project(tmp_path, policies))
     assert "mandate.yaml" in str(refused.value) and problem in str(refused.value)
     assert key in str(refused.value)
+
+
+async def test_mcp_tools_built_outside_mandate_build_but_refuse_to_run() -> None:
+    """``langgraph dev`` can build the graph; its MCP tools run only under Mandate."""
+    tools = McpTools("notes", agent="assistant")
+    assert tools.name == "McpTools[notes]" and tools.server is None
+    with pytest.raises(MandateContextMissingError):
+        await tools._listed(None)
