@@ -1,8 +1,9 @@
 """An assistant built with LangChain's ``create_agent`` and served by Mandate.
 
-The graph is ordinary LangChain code; two lines make it Mandate's: ``MandateGate`` puts every tool
+The graph is ordinary LangChain code; a few lines make it Mandate's: ``MandateGate`` puts every tool
 call through the gate (grants, step-up, consent or four-eyes approval, write-ahead audit, a delegated
-token), and ``context_schema=GraphContext`` receives the verified caller. The policies live in
+token), ``McpTools`` adds the tools of a remote MCP server, and ``context_schema=GraphContext``
+receives the verified caller. The policies live in
 ``mandate.yaml`` beside this file.
 """
 
@@ -16,9 +17,9 @@ from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field
 
-from mandate.sdk import GraphContext, MandateGate, api_tool, delegated_credentials
+from mandate.sdk import GraphContext, MandateGate, McpTools, api_tool, delegated_credentials
 
-SYSTEM_PROMPT = "You help employees with tickets, invoices and currency questions. Use the tools; never invent arguments."
+SYSTEM_PROMPT = "You help employees with tickets, invoices, notes and currency questions. Use the tools; never invent arguments."
 
 
 @tool
@@ -65,6 +66,7 @@ def make_graph():  # noqa: ANN201  (a LangGraph graph factory)
         model,
         tools=[convert_currency, open_ticket, pay_invoice],
         system_prompt=SYSTEM_PROMPT,
-        middleware=[MandateGate(agent="assistant")],
+        # The notes MCP server's tools (mcp_servers.notes in mandate.yaml), gated like the others.
+        middleware=[MandateGate(agent="assistant"), McpTools("notes", agent="assistant")],
         context_schema=GraphContext,
     )

@@ -29,7 +29,7 @@ from mandate.contract.errors import PrincipalImmutableError
 from mandate.retrieval.errors import RetrievalUnavailableError
 from mandate.runtime import errors as run
 from mandate.runtime.sessions import RevocationUnavailableError, SessionsUnavailableError
-from mandate.tools.errors import DownstreamError, UnknownToolError
+from mandate.tools.errors import DownstreamError, McpServerRefusedError, UnknownToolError
 
 __all__ = ["HTTP_STATUS", "error_body", "install_error_handlers", "status_of"]
 
@@ -88,6 +88,7 @@ HTTP_STATUS: dict[type[AppError], int] = {
     # 502, 503: a dependency failed, so the answer is a denial (fail closed)
     TokenExchangeError: 502,
     DownstreamError: 502,
+    McpServerRefusedError: 502,
     IssuerUnavailableError: 503,
     AuthorizationUnavailableError: 503,
     VaultUnavailableError: 503,

@@ -16,6 +16,11 @@ operator's environment wins over a file in the repository. A factory is called o
         sensitivity: write       # read | write | financial
         step_up: {acr: "urn:mandate:acr:mfa", max_age: 300}
         approval: {policy: user_consent, ttl: 86400}    # none | user_consent | approver
+      - name: add_note           # a tool of a remote MCP server (its audience is the server)
+        mcp: {server: notes, tool: add_note}
+        scopes: [notes:read, notes:write]
+    mcp_servers:                 # remote MCP servers (Streamable HTTP), checked by RFC 9728 at first use
+      notes: {url: https://notes.example.com/mcp, list_scopes: [notes:read]}
     agents:                      # each agent's OAuth client and the tools it may invoke
       assistant:
         client_id: mandate-agent-assistant
@@ -53,7 +58,9 @@ from mandate.auth import Relationship, StepUpRequirement
 from mandate.runtime.errors import ProjectError
 from mandate.runtime.project_auth import ProjectAuth
 from mandate.runtime.settings import DEV_SECRET_PLACEHOLDER, AgentClientSettings
+from mandate.sdk.mcp import serving_mcp_servers
 from mandate.tools import ApprovalPolicy, EditRule, ToolSpec
+from mandate.tools.mcp import McpServer
 
 __all__ = ["MANDATE_FILE", "Project", "ProjectPolicies", "load_project"]
 
@@ -80,6 +87,25 @@ class ApprovalSettings(BaseModel):
     editable: dict[str, EditRule] = Field(default_factory=dict)
 
 
+class McpToolRef(BaseModel):
+    """Which MCP server and tool a policy governs."""
+
+    model_config = ConfigDict(extra="forbid")
+    server: str
+    """A key of ``mcp_servers``."""
+    tool: str | None = None
+    """The tool's name on the server; none: the policy's ``name``."""
+
+
+class McpServerSettings(BaseModel):
+    """A remote MCP server: its Streamable HTTP endpoint, which is also its resource identifier."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(pattern=r"^https?://[^#]+$")
+    list_scopes: list[str] = Field(default_factory=list)
+    """Scopes of the token that lists the server's tools."""
+
+
 class ToolPolicy(BaseModel):
     """One tool's policy: which grant it needs, where it acts, and what it demands before it runs."""
 
@@ -93,6 +119,8 @@ class ToolPolicy(BaseModel):
     sensitivity: Literal["read", "write", "financial"] = "read"
     step_up: StepUpPolicy | None = None
     approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    mcp: McpToolRef | None = None
+    """A tool of a remote MCP server; its ``audience`` is then the server's URL."""
 
     def spec(self) -> ToolSpec:
         return ToolSpec(
@@ -139,6 +167,21 @@ class ProjectPolicies(BaseModel):
     dev_grants: list[DevGrant] = Field(default_factory=list)
     """Written to OpenFGA at startup in dev and test only, beside the demo world; in production,
     who may use a tool is the tenant's data, written by its own administration."""
+    mcp_servers: dict[str, McpServerSettings] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _mcp_audiences(self) -> ProjectPolicies:
+        """An MCP tool's audience is its server's URL: its tokens are for exactly that resource."""
+        for index, tool in enumerate(self.tools):
+            if tool.mcp is None:
+                continue
+            server = self.mcp_servers.get(tool.mcp.server)
+            if server is None:
+                raise ValueError(f"tools.{index}.mcp.server: {tool.mcp.server!r} has no entry under mcp_servers")
+            if tool.audience not in (None, server.url):
+                raise ValueError(f"tools.{index}.audience: an MCP tool's audience is its server's url; leave it out")
+            tool.audience = server.url
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> ProjectPolicies:
@@ -174,6 +217,18 @@ class Project:
             clients[name] = AgentClientSettings(client_id=agent.client_id, client_secret=SecretStr(secret or DEV_SECRET_PLACEHOLDER))
         return clients
 
+    def mcp_servers(self) -> dict[str, McpServer]:
+        """The remote MCP servers, each with the tools its policies name."""
+        return {
+            name: McpServer(
+                name=name,
+                url=server.url,
+                list_scopes=tuple(server.list_scopes),
+                tools={t.mcp.tool or t.name: t.name for t in self.policies.tools if t.mcp and t.mcp.server == name},
+            )
+            for name, server in self.policies.mcp_servers.items()
+        }
+
     def dev_grants(self) -> list[Relationship]:
         return [Relationship(g.user, g.relation, g.object) for g in self.policies.dev_grants]
 
@@ -183,7 +238,8 @@ class Project:
 
     async def compiled(self, checkpointer: BaseCheckpointSaver) -> dict[str, CompiledStateGraph]:
         """Every graph compiled (or copied) with ``checkpointer``; factories are called now."""
-        return {graph_id: await _compiled(graph_id, source, checkpointer, self.root) for graph_id, source in self.graphs.items()}
+        with serving_mcp_servers(self.mcp_servers()):  # for McpTools("<server>") in the graphs' code
+            return {graph_id: await _compiled(graph_id, source, checkpointer, self.root) for graph_id, source in self.graphs.items()}
 
 
 def _fail(file: Path, key: str, problem: str, fix: str) -> ProjectError:

@@ -10,6 +10,8 @@
   delegated token and the call's idempotency key.
 - :func:`secured_tool_node` and :class:`GatedState`: the same gate as a node of a hand-built ``StateGraph``.
 - :func:`retrieve_authorized`: chunks the requester and the agent may both read (OpenFGA), nothing else.
+- :class:`McpTools`: the tools of a remote MCP server named in ``mandate.yaml``, listed and called
+  with tokens exchanged for exactly that server (RFC 9728 discovery, RFC 8707 resource).
 - :func:`delegated_credentials`: inside a gated tool, the short-lived token for its API and the
   call's idempotency key.
 - The state contract (:class:`MandateState`, :func:`write_once`) and the interrupt payloads
@@ -40,30 +42,24 @@ from mandate.nodes import (
 )
 from mandate.sdk.api_tool import api_tool, openapi_tools
 from mandate.sdk.credentials import CallCredentials, delegated_credentials
+from mandate.sdk.mcp import McpTools
 from mandate.sdk.middleware import GatedAgentState, MandateGate
 from mandate.sdk.tool_node import GatedState, secured_tool_node
 
 __all__ = [
-    "LlmPlanner",
-    "LlmResponder",
-    "Node",
-    "OfflinePlanner",
-    "OfflineResponder",
-    "after_consent",
-    "make_consent",
-    "make_planner",
-    "make_retriever",
-    "make_step_up",
-    "make_tool_executor",
-    "openapi_tools",
-    "responder_node",
     "CallCredentials",
     "ContextChunk",
     "GatedAgentState",
     "GatedState",
     "GraphContext",
+    "LlmPlanner",
+    "LlmResponder",
     "MandateGate",
     "MandateState",
+    "McpTools",
+    "Node",
+    "OfflinePlanner",
+    "OfflineResponder",
     "Principal",
     "PrincipalState",
     "ProposedCall",
@@ -71,8 +67,16 @@ __all__ = [
     "ReviewRequest",
     "StepUpRequest",
     "ToolOutcome",
+    "after_consent",
     "api_tool",
     "delegated_credentials",
+    "make_consent",
+    "make_planner",
+    "make_retriever",
+    "make_step_up",
+    "make_tool_executor",
+    "openapi_tools",
+    "responder_node",
     "retrieve_authorized",
     "secured_tool_node",
     "vocabulary",

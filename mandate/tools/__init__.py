@@ -1,7 +1,7 @@
 """Tools: the registry of tools and their policies, and the calls to downstream APIs."""
 
 from mandate.tools.downstream import call_downstream
-from mandate.tools.errors import DownstreamError, InvalidToolArgsError, ToolError, UnknownToolError
+from mandate.tools.errors import DownstreamError, InvalidToolArgsError, McpServerRefusedError, ToolError, UnknownToolError
 from mandate.tools.registry import (
     ApprovalPolicy,
     CreateTicketArgs,
@@ -22,6 +22,7 @@ __all__ = [
     "DownstreamError",
     "EditRule",
     "InvalidToolArgsError",
+    "McpServerRefusedError",
     "SearchDocumentsArgs",
     "SendPaymentArgs",
     "ToolError",

@@ -3,12 +3,13 @@
     ToolError
     ├── UnknownToolError        code=unknown_tool        (denied before anything happens)
     ├── InvalidToolArgsError    code=invalid_tool_args
-    └── DownstreamError         code=downstream_failed   (the downstream API failed or refused)
+    ├── DownstreamError         code=downstream_failed   (the downstream API failed or refused)
+    └── McpServerRefusedError   code=mcp_server_refused  (an MCP server's metadata does not match its configuration)
 """
 
 from mandate.errors import AppError
 
-__all__ = ["DownstreamError", "InvalidToolArgsError", "ToolError", "UnknownToolError"]
+__all__ = ["DownstreamError", "InvalidToolArgsError", "McpServerRefusedError", "ToolError", "UnknownToolError"]
 
 
 class ToolError(AppError):
@@ -38,3 +39,10 @@ class DownstreamError(ToolError):
     """Raised when the downstream API answers with an error or cannot be reached."""
 
     code = "downstream_failed"
+
+
+class McpServerRefusedError(ToolError):
+    """Raised when an MCP server's protected resource metadata (RFC 9728) is missing or does not match
+    its configuration (another resource, no trusted authorization server): no token is sent to it."""
+
+    code = "mcp_server_refused"

@@ -18,6 +18,7 @@ from mandate.api.app import create_app
 from mandate.audit import build_tracer_provider
 from mandate.runtime.settings import DevSettings, Settings
 from tests.utils.approvals import OTP
+from tests.utils.mcp_notes import NotesServer, notes_server
 from tests.utils.openai_double import ChatDouble
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.threads import bearer
@@ -35,6 +36,8 @@ def model() -> Iterator[tuple[ChatDouble, str]]:
             (r"ticket", "open_ticket", {"title": "Projector broken in room 4", "priority": "high"}),
             (r"invoice", "pay_invoice", INVOICE),
             (r"wipe", "delete_everything", {}),
+            (r"note:", "add_note", {"text": "Buy milk"}),
+            (r"forget", "delete_notes", {}),
         ]
     )
     with serve_in_thread(double.app()) as url:
@@ -42,12 +45,25 @@ def model() -> Iterator[tuple[ChatDouble, str]]:
 
 
 @pytest.fixture(scope="module")
-def project_url(stack_settings: Settings, model: tuple[ChatDouble, str]) -> Iterator[str]:
+def project_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def notes(project_port: int) -> Iterator[NotesServer]:
+    """The example notes MCP server, trusting the dev issuer of the Mandate below."""
+    with notes_server(issuer=f"http://127.0.0.1:{project_port}/dev-idp") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def project_url(stack_settings: Settings, model: tuple[ChatDouble, str], project_port: int, notes: NotesServer) -> Iterator[str]:
     """Mandate serving the example project beside the built-in graphs, on the shared Postgres and OpenFGA;
     the users' grants on its tools are the project's ``dev_grants``."""
-    port = free_port()
+    port = project_port
     url = f"http://127.0.0.1:{port}"
     with pytest.MonkeyPatch.context() as env:
+        env.setenv("NOTES_MCP_URL", notes.url)
         env.setenv("OPENAI_BASE_URL", f"{model[1]}/v1")
         env.setenv("OPENAI_API_KEY", "sk-test-double")
         env.setenv("TICKETS_API_URL", f"{url}/demo/tickets")
