@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,17 +13,15 @@ import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
-from mandate.api.app import create_app
-from mandate.audit import build_tracer_provider
-from mandate.runtime.settings import DevSettings, Settings
+from mandate.runtime.settings import Settings
 from tests.utils.approvals import OTP
 from tests.utils.mcp_notes import NotesServer, notes_server
 from tests.utils.openai_double import ChatDouble
+from tests.utils.projects import sdk_clients, served_project
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.threads import bearer
 from tests.utils.tokens import claims_of, login
 
-PROJECT = Path(__file__).resolve().parents[2] / "examples" / "assistant" / "langgraph.json"
 INVOICE = {"amount": 250.0, "currency": "EUR", "recipient": "Initech Services GmbH", "reference": "INV-7"}
 
 
@@ -60,34 +57,20 @@ def notes(project_port: int) -> Iterator[NotesServer]:
 def project_url(stack_settings: Settings, model: tuple[ChatDouble, str], project_port: int, notes: NotesServer) -> Iterator[str]:
     """Mandate serving the example project beside the built-in graphs, on the shared Postgres and OpenFGA;
     the users' grants on its tools are the project's ``dev_grants``."""
-    port = project_port
-    url = f"http://127.0.0.1:{port}"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("NOTES_MCP_URL", notes.url)
-        env.setenv("OPENAI_BASE_URL", f"{model[1]}/v1")
-        env.setenv("OPENAI_API_KEY", "sk-test-double")
-        env.setenv("TICKETS_API_URL", f"{url}/demo/tickets")
-        env.setenv("PAYMENTS_API_URL", f"{url}/demo/payments")
-        settings = DevSettings(
-            env="test", port=port, data_dir=stack_settings.data_dir, database_url=stack_settings.database_url,
-            fga_api_url=stack_settings.fga_api_url, project=PROJECT,
-        )
-        with serve_in_thread(create_app(settings, tracer_provider=build_tracer_provider()), port=port) as served:
-            yield served
+    url = f"http://127.0.0.1:{project_port}"
+    env = {
+        "NOTES_MCP_URL": notes.url, "OPENAI_BASE_URL": f"{model[1]}/v1", "OPENAI_API_KEY": "sk-test-double",
+        "TICKETS_API_URL": f"{url}/demo/tickets", "PAYMENTS_API_URL": f"{url}/demo/payments",
+    }
+    with served_project(stack_settings, "assistant", port=project_port, env=env) as served:
+        yield served
 
 
 @pytest.fixture
 def sdk(project_url: str) -> Iterator[Callable[..., SyncLangGraphClient]]:
     """The official SDK's client, signed in as a demo user (closed after the test)."""
-    opened: list[SyncLangGraphClient] = []
-
-    def signed_in(user: str, *, otp: str | None = None) -> SyncLangGraphClient:
-        opened.append(get_sync_client(url=project_url, api_key=None, headers=bearer(login(project_url, user, otp=otp))))
-        return opened[-1]
-
-    yield signed_in
-    for client in opened:
-        client.close()
+    with sdk_clients(project_url) as signed_in:
+        yield signed_in  # type: ignore[misc]
 
 
 def _ask(client: SyncLangGraphClient, text: str) -> tuple[str, dict[str, Any]]:

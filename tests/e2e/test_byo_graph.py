@@ -4,51 +4,34 @@ official ``langgraph-sdk``: authorized retrieval for user AND agent, tools throu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
-from mandate.api.app import create_app
-from mandate.audit import build_tracer_provider
-from mandate.runtime.settings import DevSettings, Settings
-from tests.utils.servers import free_port, serve_in_thread
+from mandate.runtime.settings import Settings
+from tests.utils.projects import sdk_clients, served_project
+from tests.utils.servers import free_port
 from tests.utils.threads import bearer
 from tests.utils.tokens import login
 
-PROJECT = Path(__file__).resolve().parents[2] / "examples" / "research_desk" / "langgraph.json"
 CONTRACTS = "Summarize the latest contract terms for ACME."
 
 
 @pytest.fixture(scope="module")
 def desk_url(stack_settings: Settings) -> Iterator[str]:
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("TICKETS_API_URL", f"{url}/demo/tickets")
-        settings = DevSettings(
-            env="test", port=port, data_dir=stack_settings.data_dir, database_url=stack_settings.database_url,
-            fga_api_url=stack_settings.fga_api_url, project=PROJECT,
-        )
-        with serve_in_thread(create_app(settings, tracer_provider=build_tracer_provider()), port=port) as served:
-            yield served
+    env = {"TICKETS_API_URL": f"http://127.0.0.1:{port}/demo/tickets"}
+    with served_project(stack_settings, "research_desk", port=port, env=env) as url:
+        yield url
 
 
 @pytest.fixture
 def sdk(desk_url: str) -> Iterator[Callable[[str], SyncLangGraphClient]]:
-    opened: list[SyncLangGraphClient] = []
-
-    def signed_in(user: str) -> SyncLangGraphClient:
-        opened.append(get_sync_client(url=desk_url, api_key=None, headers=bearer(login(desk_url, user))))
-        return opened[-1]
-
-    yield signed_in
-    for client in opened:
-        client.close()
+    with sdk_clients(desk_url) as signed_in:
+        yield signed_in  # type: ignore[misc]
 
 
 def _ask(client: SyncLangGraphClient, text: str) -> tuple[str, dict[str, Any]]:

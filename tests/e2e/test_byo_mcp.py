@@ -12,13 +12,12 @@ import psycopg
 import pytest
 from langgraph_sdk.client import SyncLangGraphClient
 
-from mandate.api.app import create_app
-from mandate.audit import build_tracer_provider
-from mandate.runtime.settings import DevSettings, Settings
-from tests.e2e.test_byo_agent import PROJECT, _ask, _audit, _tool_messages, model, notes, project_port, project_url, sdk  # noqa: F401
+from mandate.runtime.settings import Settings
+from tests.e2e.test_byo_agent import _ask, _audit, _tool_messages, model, notes, project_port, project_url, sdk  # noqa: F401
 from tests.utils.mcp_notes import NotesServer, notes_server
 from tests.utils.openai_double import ChatDouble
-from tests.utils.servers import free_port, serve_in_thread
+from tests.utils.projects import served_project
+from tests.utils.servers import free_port
 from tests.utils.threads import bearer
 from tests.utils.tokens import login
 
@@ -117,18 +116,12 @@ def refused(stack_settings: Settings, model: tuple[ChatDouble, str]) -> Iterator
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with notes_server(issuer=f"{url}/dev-idp", believed_url=f"http://127.0.0.1:{free_port()}/mcp") as misconfigured:
-        with pytest.MonkeyPatch.context() as env:
-            env.setenv("NOTES_MCP_URL", misconfigured.url)
-            env.setenv("OPENAI_BASE_URL", f"{model[1]}/v1")
-            env.setenv("OPENAI_API_KEY", "sk-test-double")
-            env.setenv("TICKETS_API_URL", f"{url}/demo/tickets")
-            env.setenv("PAYMENTS_API_URL", f"{url}/demo/payments")
-            settings = DevSettings(
-                env="test", port=port, data_dir=stack_settings.data_dir, database_url=stack_settings.database_url,
-                fga_api_url=stack_settings.fga_api_url, project=PROJECT,
-            )
-            with serve_in_thread(create_app(settings, tracer_provider=build_tracer_provider()), port=port) as served:
-                yield served, misconfigured
+        env = {
+            "NOTES_MCP_URL": misconfigured.url, "OPENAI_BASE_URL": f"{model[1]}/v1", "OPENAI_API_KEY": "sk-test-double",
+            "TICKETS_API_URL": f"{url}/demo/tickets", "PAYMENTS_API_URL": f"{url}/demo/payments",
+        }
+        with served_project(stack_settings, "assistant", port=port, env=env) as served:
+            yield served, misconfigured
 
 
 def test_a_server_whose_metadata_names_another_resource_is_refused_and_sent_no_token(refused: tuple[str, NotesServer]) -> None:
