@@ -1,0 +1,95 @@
+"""``python -m bench.startup``: how long ``make dev`` takes until Mandate answers, once installed.
+
+Runs what ``make dev`` runs once its virtualenv is installed (``mandate install-tools``, then
+``mandate dev``) in a temporary data directory on free ports, and times each start until ``/ok``
+answers (the app's lifespan has then opened its services and seeded the demo world). The first
+start creates the database cluster; the later ones are the everyday "second start". Figures are
+printed beside the target, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+TARGET_S = 10.0
+"""Issue #14: ``make dev`` ready in at most 10 s once installed."""
+READY_TIMEOUT_S = 300.0
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_once(env: dict[str, str], *, log: Path) -> float:
+    """Seconds from ``mandate install-tools`` until ``mandate dev`` answers ``/ok``; stops it after."""
+    mandate = [sys.executable, "-m", "mandate.cli.main"]
+    url = f"http://127.0.0.1:{env['MANDATE_PORT']}/ok"
+    began = time.perf_counter()
+    with log.open("ab") as out:
+        subprocess.run([*mandate, "install-tools"], env=env, cwd=ROOT, stdout=out, stderr=out, check=True)
+        server = subprocess.Popen([*mandate, "dev"], env=env, cwd=ROOT, stdout=out, stderr=out)
+        try:
+            while True:
+                if server.poll() is not None:
+                    raise SystemExit(f"`mandate dev` exited with {server.returncode}; see {log}")
+                try:
+                    if httpx.get(url, timeout=1).status_code == 200:
+                        return time.perf_counter() - began
+                except httpx.HTTPError:
+                    pass
+                if time.perf_counter() - began > READY_TIMEOUT_S:
+                    raise SystemExit(f"`mandate dev` was not ready in {READY_TIMEOUT_S:.0f} s; see {log}")
+                time.sleep(0.05)
+        finally:
+            server.send_signal(signal.SIGINT)  # Ctrl-C, as a person stops it
+            server.wait(timeout=60)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the first start and the later starts of ``make dev`` (after install)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__.splitlines()[0])
+    parser.add_argument("--starts", type=int, default=3, help="starts after the first one (default 3)")
+    parser.add_argument("--keep", action="store_true", help="keep the data directory and its log")
+    args = parser.parse_args(argv)
+    data_dir = Path(tempfile.mkdtemp(prefix="mandate-bench-startup-"))
+    env = {
+        **os.environ,
+        "MANDATE_DATA_DIR": str(data_dir),
+        "MANDATE_TOOLS_DIR": str(ROOT / ".tools"),
+        "MANDATE_PORT": str(_free_port()),
+        "MANDATE_FGA_PORT": str(_free_port()),
+    }
+    log = data_dir / "bench-startup.log"
+    try:
+        first = _start_once(env, log=log)
+        print(f"first start (creates the database cluster): {first:5.1f} s", flush=True)
+        later = [_start_once(env, log=log) for _ in range(args.starts)]
+        for number, seconds in enumerate(later, start=2):
+            print(f"start {number}: {seconds:5.1f} s", flush=True)
+        median = statistics.median(later)
+        verdict = "within" if median <= TARGET_S else "over"
+        print(f"second start, median of {len(later)}: {median:.1f} s ({verdict} the {TARGET_S:.0f} s target)")
+    finally:
+        if args.keep:
+            print(f"kept {data_dir}")
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
