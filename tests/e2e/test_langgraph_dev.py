@@ -14,6 +14,7 @@ import pytest
 from langgraph_sdk import get_client
 
 from mandate.runtime.settings import Settings
+from mandate.runtime.studio import SERVICES_OPENED
 from tests.utils.servers import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,3 +117,19 @@ async def test_langgraph_dev_refuses_a_client_supplied_principal(studio_url: str
         )
         assert answer["principal"]["subject"] == "carol" and answer["principal"]["tenant"] == "globex"
         assert "net 45" not in answer["messages"][-1]["content"]
+
+
+async def test_langgraph_dev_opens_mandates_services_once_per_process(
+    studio_url: str, token: Callable[..., str], stack_settings: Settings
+) -> None:
+    async with get_client(url=studio_url, api_key=None, headers={"Authorization": f"Bearer {token('dave')}"}) as dave:
+        for _ in range(3):
+            thread = await dave.threads.create()
+            answer = await dave.runs.wait(
+                thread["thread_id"], "mandate",
+                input={"messages": [{"role": "user", "content": "Summarize the latest contract terms for ACME."}]},
+            )
+            assert answer["principal"]["subject"] == "dave" and "net 45" not in answer["messages"][-1]["content"]
+        assert "supervisor" in str(await dave.assistants.get_graph("supervisor"))
+    log = (Path(stack_settings.data_dir) / "langgraph-dev.log").read_text(errors="replace")
+    assert log.count(SERVICES_OPENED) == 1  # every run and graph request of this process shares one pool
