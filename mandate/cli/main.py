@@ -175,12 +175,13 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
     stack = DevStack(settings)
     try:
-        # The servers start in their own processes (the thread only waits on them) while this
-        # thread imports the app, the slow part of a start: both fit in one wall-clock interval.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="devstack") as starter:
-            started = starter.submit(stack.start)
-            _import_app()
-            resolved = started.result()
+        # The app's imports (the slow part of a start) run in a thread while this one starts the
+        # servers and mostly waits on them. Not the other way round: the servers are told to end
+        # when the thread that started them ends (PR_SET_PDEATHSIG is per thread).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-app") as importer:
+            imported = importer.submit(_import_app)
+            resolved = stack.start()
+            imported.result()
         print(f"Postgres and OpenFGA ({resolved.fga_api_url}) are up. Mandate: {resolved.public_url}", flush=True)
         if stack.keycloak is not None:
             print(f"Keycloak: {stack.keycloak.issuer} (users alice, dave, bob, carol; password 'demo'; "

@@ -10,10 +10,9 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from langchain_openai import ChatOpenAI
 from langgraph.runtime import Runtime
 from opentelemetry import trace
 
@@ -22,6 +21,9 @@ from mandate.auth import AuthError, Relationship
 from mandate.graphs.state import GraphContext, MandateState, ProposedCall, ToolOutcome
 from mandate.nodes._outcomes import audit_denial, outcome
 from mandate.tools import ToolError, ToolRegistry, args_hash
+
+if TYPE_CHECKING:
+    from langchain_openai import ChatOpenAI  # annotations only: importing it costs a second at every start
 
 __all__ = ["LlmPlanner", "Node", "OfflinePlanner", "Plan", "Planner", "make_planner"]
 
