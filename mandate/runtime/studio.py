@@ -187,24 +187,23 @@ class StudioServices:
 
     async def graph(self, graph_id: str) -> CompiledStateGraph:
         """The graph ``graph_id`` around this process's services, opening them on the first call."""
-        async with self._lock:
-            if self._graphs is None:
-                await self._open()
-        if self._loop is not asyncio.get_running_loop():
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
             raise RuntimeError(
                 "Mandate's Studio graphs run on the server's shared event loop; unset BG_JOB_ISOLATED_LOOPS"
             )
-        assert self._graphs is not None
-        return self._graphs[graph_id]
+        async with self._lock:
+            if self._graphs is None:
+                self._graphs = await self._open()
+            return self._graphs[graph_id]
 
-    async def _open(self) -> None:
+    async def _open(self) -> dict[str, CompiledStateGraph]:
         services = await self._stack.enter_async_context(
             open_services(self._settings, tracer_provider=build_tracer_provider())
         )
-        inner = build_graphs(checkpointer=None)  # the LangGraph server's checkpointer applies
-        self._graphs = {graph_id: _outer(services, graph_id, inner[graph_id]) for graph_id in STUDIO_GRAPHS}
         self._loop = asyncio.get_running_loop()
         logger.info("%s (pid %d)", SERVICES_OPENED, os.getpid())
+        inner = build_graphs(checkpointer=None)  # the LangGraph server's checkpointer applies
+        return {graph_id: _outer(services, graph_id, inner[graph_id]) for graph_id in STUDIO_GRAPHS}
 
     async def aclose(self) -> None:
         """Close the services (idempotent); a later request opens them again."""
