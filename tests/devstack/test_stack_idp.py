@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from mandate.cli.main import main
 from mandate.devstack.keycloak import KEYCLOAK_VERSION
 from mandate.devstack.openfga import ensure_openfga_binary
 from mandate.devstack.stack import DevStack
 from mandate.runtime.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _no_keycloak_under(*roots: Path) -> bool:
@@ -36,31 +34,38 @@ def test_dev_stack_default_idp_neither_installs_nor_starts_keycloak(
     assert _no_keycloak_under(tmp_path)
 
 
-def _install_tools(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    openfga_dir = ensure_openfga_binary(Path(".tools")).parent  # found on PATH: nothing to build
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MANDATE_")}
-    clean.update(
-        PATH=f"{openfga_dir}{os.pathsep}{os.environ['PATH']}",
-        XDG_CACHE_HOME=str(tmp_path / "cache"),
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        **env,
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "mandate.cli.main", "install-tools", *args],
-        env=clean, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-    )
+@pytest.fixture()
+def install_tools(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., tuple[int, str, str]]:
+    """``install_tools("--keycloak", MANDATE_TOOLS_DIR=…)``: the command in-process, OpenFGA found on ``PATH``."""
+    for name in list(os.environ):
+        if name.startswith("MANDATE_"):
+            monkeypatch.delenv(name)
+    openfga_dir = ensure_openfga_binary(Path(".tools")).parent  # on PATH: nothing to build
+    monkeypatch.setenv("PATH", f"{openfga_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # where a download would land
+
+    def run(*args: str, **env: str) -> tuple[int, str, str]:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        code = main(["install-tools", *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
-def test_install_tools_default_leaves_keycloak_alone(tmp_path: Path) -> None:
-    done = _install_tools(tmp_path, MANDATE_TOOLS_DIR=str(tmp_path / "tools"))
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("OpenFGA: ") and "Keycloak" not in done.stdout + done.stderr
+def test_install_tools_default_leaves_keycloak_alone(install_tools: Callable[..., tuple[int, str, str]], tmp_path: Path) -> None:
+    code, out, err = install_tools(MANDATE_TOOLS_DIR=str(tmp_path / "tools"))
+    assert code == 0, err
+    assert out.startswith("OpenFGA: ") and "Keycloak" not in out + err
     assert _no_keycloak_under(tmp_path)
 
 
 @pytest.mark.parametrize("ask", [["--keycloak"], []], ids=["flag", "MANDATE_IDP"])
-def test_install_tools_keycloak_installs_it_once(tmp_path: Path, ask: list[str]) -> None:
+def test_install_tools_keycloak_installs_it_once(install_tools: Callable[..., tuple[int, str, str]], ask: list[str]) -> None:
     tools = Path(".tools").resolve()  # installed by the Keycloak tests' first run: found, not redone
-    done = _install_tools(tmp_path, *ask, MANDATE_TOOLS_DIR=str(tools), **({} if ask else {"MANDATE_IDP": "keycloak"}))
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == f"Keycloak: {tools / f'keycloak-{KEYCLOAK_VERSION}'}"
+    code, out, err = install_tools(*ask, MANDATE_TOOLS_DIR=str(tools), **({} if ask else {"MANDATE_IDP": "keycloak"}))
+    assert code == 0, err
+    assert out.splitlines()[-1] == f"Keycloak: {tools / f'keycloak-{KEYCLOAK_VERSION}'}"
