@@ -35,13 +35,15 @@ from mandate.runtime.runs import context_for
 from mandate.runtime.services import Services, open_services, trusted_issuers
 from mandate.runtime.settings import Settings
 
-__all__ = ["SERVICES_OPENED", "StudioServices", "app", "auth", "mandate", "supervisor"]
+__all__ = ["SERVICES_CLOSED", "SERVICES_OPENED", "StudioServices", "app", "auth", "mandate", "supervisor"]
 
 logger = logging.getLogger(__name__)
 
 STUDIO_GRAPHS = (ASSISTANT_ID, SUPERVISOR_ID)
 SERVICES_OPENED = "Mandate's services are open for this server process"
 """Logged once per process, when the first graph request opens the services."""
+SERVICES_CLOSED = "Mandate's services are closed"
+"""Logged when the server's shutdown closes them."""
 
 auth = Auth()
 
@@ -208,6 +210,8 @@ class StudioServices:
     async def aclose(self) -> None:
         """Close the services (idempotent); a later request opens them again."""
         async with self._lock:
+            if self._graphs is not None:
+                logger.info(SERVICES_CLOSED)
             self._graphs = None
             self._loop = None
             await self._stack.aclose()
