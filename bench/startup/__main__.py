@@ -88,7 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     data_dir = Path(tempfile.mkdtemp(prefix="mandate-bench-startup-"))
     env = {
-        **os.environ,
+        # As in a person's shell, Python caches bytecode (some sandboxes turn that off), so the second
+        # start, like theirs, does not compile Mandate's modules again.
+        **{name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"},
         "PYTHONPATH": str(args.root.resolve()),  # that checkout's ``mandate``
         "MANDATE_DATA_DIR": str(data_dir),
         "MANDATE_TOOLS_DIR": str(ROOT / ".tools"),
