@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def mandate_dev(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def mandate_dev(
+    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """``mandate dev`` on the session's Postgres and OpenFGA (a database and store of its own), on a free port."""
     port = free_port()
     env = {
@@ -65,7 +67,8 @@ def test_mandate_dev_serves_verified_requests_and_refuses_others(mandate_dev: tu
     assert created.status_code == 200, created.text
     assert httpx.post(f"{url}/threads", json={}, timeout=30).status_code == 401
     forged = alice[:-4] + ("AAAA" if not alice.endswith("AAAA") else "BBBB")
-    assert httpx.post(f"{url}/threads", json={}, headers={"Authorization": f"Bearer {forged}"}, timeout=30).status_code == 401
+    refused = httpx.post(f"{url}/threads", json={}, headers={"Authorization": f"Bearer {forged}"}, timeout=30)
+    assert refused.status_code == 401
 
 
 def test_mandate_dev_stops_on_ctrl_c_and_says_what_ran(mandate_dev: tuple[str, subprocess.Popen[str]]) -> None:

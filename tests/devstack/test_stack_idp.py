@@ -14,6 +14,8 @@ from mandate.devstack.openfga import ensure_openfga_binary
 from mandate.devstack.stack import DevStack
 from mandate.runtime.settings import Settings
 
+Run = Callable[..., tuple[int, str, str]]
+
 
 def _no_keycloak_under(*roots: Path) -> bool:
     return not any("keycloak" in path.name.lower() for root in roots for path in root.rglob("*"))
@@ -35,9 +37,7 @@ def test_dev_stack_default_idp_neither_installs_nor_starts_keycloak(
 
 
 @pytest.fixture()
-def install_tools(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Callable[..., tuple[int, str, str]]:
+def install_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
     """``install_tools("--keycloak", MANDATE_TOOLS_DIR=…)``: the command in-process, OpenFGA found on ``PATH``."""
     for name in list(os.environ):
         if name.startswith("MANDATE_"):
@@ -56,7 +56,7 @@ def install_tools(
     return run
 
 
-def test_install_tools_default_leaves_keycloak_alone(install_tools: Callable[..., tuple[int, str, str]], tmp_path: Path) -> None:
+def test_install_tools_default_leaves_keycloak_alone(install_tools: Run, tmp_path: Path) -> None:
     code, out, err = install_tools(MANDATE_TOOLS_DIR=str(tmp_path / "tools"))
     assert code == 0, err
     assert out.startswith("OpenFGA: ") and "Keycloak" not in out + err
@@ -64,7 +64,7 @@ def test_install_tools_default_leaves_keycloak_alone(install_tools: Callable[...
 
 
 @pytest.mark.parametrize("ask", [["--keycloak"], []], ids=["flag", "MANDATE_IDP"])
-def test_install_tools_keycloak_installs_it_once(install_tools: Callable[..., tuple[int, str, str]], ask: list[str]) -> None:
+def test_install_tools_keycloak_installs_it_once(install_tools: Run, ask: list[str]) -> None:
     tools = Path(".tools").resolve()  # installed by the Keycloak tests' first run: found, not redone
     code, out, err = install_tools(*ask, MANDATE_TOOLS_DIR=str(tools), **({} if ask else {"MANDATE_IDP": "keycloak"}))
     assert code == 0, err

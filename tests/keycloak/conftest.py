@@ -88,7 +88,8 @@ def kc_stack(kc_base_settings: Settings, request: pytest.FixtureRequest) -> Iter
     try:
         trusting = stack.start()
         assert stack.keycloak is not None
-        _report(request, f"Keycloak {KEYCLOAK_VERSION} ready in {stack.keycloak.started_in:.1f} s at {stack.keycloak.base_url}")
+        server = stack.keycloak
+        _report(request, f"Keycloak {KEYCLOAK_VERSION} ready in {server.started_in:.1f} s at {server.base_url}")
         yield stack, trusting
     finally:
         stack.stop()
