@@ -20,6 +20,8 @@ from mandate.api.app import create_app
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.tokens import login
 
+pytest_plugins = ["tests.utils.file_times"]
+
 
 @pytest.fixture(scope="session")
 def stack_settings() -> Iterator[Settings]:

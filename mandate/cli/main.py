@@ -27,6 +27,8 @@ __all__ = ["CommandError", "build_parser", "dev_option", "main", "operator_setti
 DEV_CLI_CLIENT_ID = "mandate-cli"
 """The dev issuer's public client for password logins (``mandate.auth.dev_issuer.DEV_CLI_CLIENT_ID``;
 repeated here so that ``mandate token`` does not import the auth room)."""
+DEV_OTP = "000000"
+"""The dev issuer's one-time password (``mandate token alice --mfa``)."""
 TOKEN_TIMEOUT_S = 10.0
 
 _VARIABLES = {
@@ -56,6 +58,10 @@ Start Mandate for development, with everything embedded:
   - the demo world (tenants acme and globex, their documents and grants);
   - with MANDATE_TRACES=jaeger, Jaeger (query API on 127.0.0.1:MANDATE_JAEGER_PORT, default 16686),
     receiving every span over OTLP/HTTP.
+With MANDATE_IDP=keycloak it also runs the embedded Keycloak (installed on first use, see
+`mandate install-tools --keycloak`) on 127.0.0.1:MANDATE_KEYCLOAK_PORT (default 8180) with the demo
+realm, and trusts it instead of the dev issuer (`mandate token alice --idp keycloak`). Without it,
+Keycloak is neither installed nor started.
 Mandate listens on MANDATE_HOST:MANDATE_PORT (default 127.0.0.1:8000). Ctrl-C stops the service
 and the embedded servers. Any MANDATE_* variable still overrides a default; MANDATE_ENV=prod is refused."""
 
@@ -68,12 +74,16 @@ MANDATE_AUDIT_SIGNING_KEY and the agents' client secrets (MANDATE_AGENTS). See t
 "Configuration" and "Production" sections. For a local demo use `mandate dev`."""
 
 TOKEN_DESCRIPTION = """\
-Sign in at the dev issuer of a running `mandate dev` (password grant) and print the access token.
-Dev only. The issuer is found at <public url>/dev-idp: set MANDATE_PUBLIC_URL (or MANDATE_HOST /
-MANDATE_PORT) if the server does not run at http://127.0.0.1:8000.
+Sign in at the issuer of a running `mandate dev` and print the access token. Dev only.
+The dev issuer (password grant) is found at <public url>/dev-idp: set MANDATE_PUBLIC_URL (or
+MANDATE_HOST / MANDATE_PORT) if the server does not run at http://127.0.0.1:8000. With --idp keycloak
+(or MANDATE_IDP=keycloak) the user signs in through the login pages of the embedded Keycloak of
+`MANDATE_IDP=keycloak mandate dev`, on 127.0.0.1:MANDATE_KEYCLOAK_PORT (default 8180).
 
-  TOKEN=$(mandate token alice)             # password login (acr: password)
-  TOKEN=$(mandate token alice --otp 000000) # MFA login, for step-up and approvals"""
+  TOKEN=$(mandate token alice)                   # password login (acr: password)
+  TOKEN=$(mandate token alice --mfa)             # MFA login, for step-up and approvals (OTP 000000)
+  TOKEN=$(mandate token alice --idp keycloak)    # at Keycloak
+  TOKEN=$(mandate token alice --idp keycloak --mfa)  # at Keycloak, with the demo user's TOTP code"""
 
 
 class CommandError(Exception):
@@ -172,25 +182,45 @@ def _project(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
     from mandate.runtime.settings import DevSettings
 
     settings = DevSettings(**_project(args))
     if settings.env == "prod":
         raise CommandError("refuses MANDATE_ENV=prod; use `mandate serve`.")
-    print(f"Starting the embedded stack under {settings.data_dir.absolute()} …", flush=True)
+    with_keycloak = " and Keycloak" if settings.idp == "keycloak" else ""
+    print(f"Starting the embedded stack{with_keycloak} under {settings.data_dir.absolute()} …", flush=True)
     from mandate.devstack.stack import DevStack
 
     stack = DevStack(settings)
-    resolved = stack.start()
-    print(f"Postgres and OpenFGA ({resolved.fga_api_url}) are up. Mandate: {resolved.public_url}", flush=True)
-    print(f"Dev issuer: {resolved.dev_issuer_url} (users alice, dave, bob, carol; password 'demo')", flush=True)
-    if stack.otlp_traces_endpoint:
-        print(f"Jaeger receives every span; a trace: {resolved.trace_link}", flush=True)
     try:
+        # The app's imports (the slow part of a start) run in a thread while this one starts the
+        # servers and mostly waits on them. Not the other way round: the servers are told to end
+        # when the thread that started them ends (PR_SET_PDEATHSIG is per thread).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-app") as importer:
+            imported = importer.submit(_import_app)
+            resolved = stack.start()
+            imported.result()
+        print(f"Postgres and OpenFGA ({resolved.fga_api_url}) are up. Mandate: {resolved.public_url}", flush=True)
+        if stack.keycloak is not None:
+            print(f"Keycloak: {stack.keycloak.issuer} (users alice, dave, bob, carol; password 'demo'; "
+                  "`mandate token alice --idp keycloak`)", flush=True)
+        else:
+            print(f"Dev issuer: {resolved.dev_issuer_url} (users alice, dave, bob, carol; password 'demo')", flush=True)
+        if stack.otlp_traces_endpoint:
+            print(f"Jaeger receives every span; a trace: {resolved.trace_link}", flush=True)
         _serve(resolved, otlp_traces_endpoint=stack.otlp_traces_endpoint)
     finally:
         stack.stop()
     return 0
+
+
+def _import_app() -> None:
+    """Import what :func:`_serve` runs, ahead of time."""
+    import uvicorn  # noqa: F401
+
+    import mandate.api.app  # noqa: F401
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -214,10 +244,14 @@ def _cmd_install_tools(args: argparse.Namespace) -> int:
     from mandate.devstack.openfga import ensure_openfga_binary
     from mandate.runtime.settings import Settings
 
-    tools_dir = Settings().tools_dir
+    settings = Settings()
     try:
-        print(f"OpenFGA: {ensure_openfga_binary(tools_dir)}")
-        print(f"Jaeger: {ensure_jaeger_binary(tools_dir)}")
+        print(f"OpenFGA: {ensure_openfga_binary(settings.tools_dir)}", flush=True)
+        print(f"Jaeger: {ensure_jaeger_binary(settings.tools_dir)}", flush=True)
+        if args.keycloak or settings.idp == "keycloak":
+            from mandate.devstack.keycloak import ensure_keycloak
+
+            print(f"Keycloak: {ensure_keycloak(settings.tools_dir)}")
     except RuntimeError as exc:
         raise CommandError(str(exc)) from None
     return 0
@@ -229,9 +263,11 @@ def _cmd_token(args: argparse.Namespace) -> int:
     settings = DevSettings()
     if settings.env == "prod":
         raise CommandError("dev only: there is no dev issuer with MANDATE_ENV=prod; sign in at your issuer.")
+    if (args.idp or settings.idp) == "keycloak":
+        return _keycloak_token(settings, args)
     form = {"grant_type": "password", "client_id": DEV_CLI_CLIENT_ID, "username": args.user, "password": args.password}
-    if args.otp is not None:
-        form["otp"] = args.otp
+    if args.otp is not None or args.mfa:
+        form["otp"] = args.otp or DEV_OTP
     endpoint = f"{settings.dev_issuer_url}/token"
     try:
         status, body = _post_form(endpoint, form)
@@ -245,6 +281,27 @@ def _cmd_token(args: argparse.Namespace) -> int:
         return 0
     print(_token_refusal(status, body, endpoint=endpoint, args=args), file=sys.stderr)
     return 1
+
+
+def _keycloak_token(settings: Settings, args: argparse.Namespace) -> int:
+    """Sign in through the login pages of the embedded Keycloak of ``MANDATE_IDP=keycloak mandate dev``."""
+    import httpx
+
+    from mandate.devstack.keycloak import demo_login, local_issuer
+
+    if args.otp is not None:
+        raise CommandError("--otp is the dev issuer's; at Keycloak use --mfa (the demo user's TOTP code is computed).")
+    issuer = local_issuer(settings.keycloak_port)
+    try:
+        print(demo_login(issuer, args.user, password=args.password, mfa=args.mfa, timeout=TOKEN_TIMEOUT_S))
+    except httpx.TransportError as exc:
+        print(f"mandate token: cannot reach Keycloak at {issuer} ({exc.__class__.__name__}); is "
+              "`MANDATE_IDP=keycloak mandate dev` running? (MANDATE_KEYCLOAK_PORT says where)", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        print(f"mandate token: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _post_form(url: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -312,12 +369,19 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="start Mandate in production mode against the configured Postgres and OpenFGA",
         description=SERVE_DESCRIPTION, formatter_class=raw, parents=[config],
     ).set_defaults(run=_cmd_serve)
-    commands.add_parser(
+    install_tools = commands.add_parser(
         "install-tools", help="build the pinned OpenFGA and Jaeger servers into MANDATE_TOOLS_DIR/bin (.tools/bin) if missing",
         description="Build the pinned OpenFGA server (`go install`) and Jaeger (from the Go module proxy) into "
         "MANDATE_TOOLS_DIR/bin (default .tools/bin) unless they are there, and print their paths. "
-        "Needs Go the first time (Jaeger's first build takes several minutes).",
-    ).set_defaults(run=_cmd_install_tools)
+        "Needs Go the first time (Jaeger's first build takes several minutes). "
+        "With --keycloak (or MANDATE_IDP=keycloak) also install the pinned Keycloak into "
+        "MANDATE_TOOLS_DIR/keycloak-<version>: downloaded once into ~/.cache/mandate and built there "
+        "(needs Java 21+), then unpacked from that cache.",
+    )
+    install_tools.add_argument(
+        "--keycloak", action="store_true", help="also install Keycloak, for `MANDATE_IDP=keycloak mandate dev`"
+    )
+    install_tools.set_defaults(run=_cmd_install_tools)
     token = commands.add_parser(
         "token", help="print an access token from the dev issuer of `mandate dev` (dev only)",
         description=TOKEN_DESCRIPTION, formatter_class=raw,
@@ -325,7 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("user", help="who signs in: a demo user (alice, dave, bob or carol)")
     token.add_argument("--password", default="demo", help="their password (default: demo, as for every demo user)")
     token.add_argument(
-        "--otp", metavar="CODE", help="the dev one-time password (000000) for an MFA login (acr mfa, amr pwd+otp)"
+        "--otp", metavar="CODE", help="the dev issuer's one-time password (000000) for an MFA login (acr mfa, amr pwd+otp)"
+    )
+    token.add_argument(
+        "--mfa", action="store_true",
+        help="an MFA login: the dev issuer's one-time password, or at Keycloak the demo user's TOTP code",
+    )
+    token.add_argument(
+        "--idp", choices=("dev", "keycloak"),
+        help="where to sign in: the dev issuer or the embedded Keycloak (default: MANDATE_IDP, else dev)",
     )
     token.set_defaults(run=_cmd_token)
     add_audit_commands(commands)

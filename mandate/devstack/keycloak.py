@@ -65,6 +65,7 @@ __all__ = [
     "dev_keycloak",
     "ensure_keycloak",
     "find_java_home",
+    "local_issuer",
     "realm_environment",
     "trust_keycloak",
 ]
@@ -449,15 +450,23 @@ def demo_otp(username: str, *, at: float | None = None) -> str:
     return f"{(struct.unpack('>I', mac[offset : offset + 4])[0] & 0x7FFFFFFF) % 1_000_000:06d}"
 
 
-def demo_login(issuer: str, username: str, *, mfa: bool = False, timeout: float = 60.0) -> str:
+def local_issuer(http_port: int) -> str:
+    """The issuer of the embedded Keycloak's realm when it listens on ``http_port`` (loopback)."""
+    return f"http://{LOOPBACK}:{http_port}/realms/{KEYCLOAK_REALM}"
+
+
+def demo_login(
+    issuer: str, username: str, *, password: str = DEMO_PASSWORD, mfa: bool = False, timeout: float = 60.0
+) -> str:
     """A demo user's access token through the realm's login pages (code + PKCE, public CLI client; dev only).
 
-    The dev counterpart of ``mandate token alice --otp``: Keycloak's password grant ignores levels
+    What ``mandate token alice --idp keycloak`` prints: Keycloak's password grant ignores levels
     of authentication, so an MFA token (``acr`` ``urn:mandate:acr:mfa``, fresh ``auth_time``) comes
-    only from the login pages, here filled in with the password ``demo`` and :func:`demo_otp`.
+    only from the login pages, here filled in with the password (``demo``) and :func:`demo_otp`.
 
     Raises:
         RuntimeError: Keycloak did not sign the user in.
+        httpx.TransportError: Nothing answered at ``issuer``.
     """
     verifier = secrets.token_urlsafe(48)
     params = {
@@ -489,7 +498,7 @@ def demo_login(issuer: str, username: str, *, mfa: bool = False, timeout: float 
 
     with httpx.Client(timeout=timeout, follow_redirects=False) as http:
         page = send("GET", f"{issuer}/protocol/openid-connect/auth?{urlencode(params)}")
-        answer = send("POST", action(page), data={"username": username, "password": DEMO_PASSWORD})
+        answer = send("POST", action(page), data={"username": username, "password": password})
         if answer.status_code == 200 and 'name="otp"' in answer.text:
             answer = send("POST", action(answer), data={"otp": demo_otp(username)})
         code = parse_qs(urlsplit(answer.headers.get("location", "")).query).get("code")
@@ -563,7 +572,7 @@ class EmbeddedKeycloak:
     @property
     def issuer(self) -> str:
         """The realm's issuer identifier (``iss`` of its tokens)."""
-        return f"{self.base_url}/realms/{KEYCLOAK_REALM}"
+        return local_issuer(self._http_port)
 
     @property
     def token_endpoint(self) -> str:

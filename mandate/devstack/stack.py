@@ -1,14 +1,20 @@
-"""The embedded dev stack: starts whatever the settings leave unset (Postgres, OpenFGA), and Jaeger if asked.
+"""The embedded dev stack: starts whatever the settings leave unset (Postgres, OpenFGA), and Jaeger or Keycloak if asked.
 
 Used by ``mandate dev`` and by the test fixtures, so both run the same real components; operator
-commands in dev mode (``mandate --dev audit …``) attach to it with :func:`attach_embedded`.
+commands in dev mode (``mandate --dev audit …``) attach to it with :func:`attach_embedded`. With
+``idp=keycloak`` (``MANDATE_IDP=keycloak make dev``) the stack also runs the embedded Keycloak, and
+the settings it returns trust Keycloak instead of the dev issuer; the default never installs,
+downloads or starts Keycloak.
 """
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -18,30 +24,44 @@ from mandate.devstack.openfga import LOOPBACK, EmbeddedOpenFGA, ensure_openfga_b
 from mandate.devstack.postgres import EmbeddedPostgres
 from mandate.runtime.settings import Settings
 
+if TYPE_CHECKING:
+    from mandate.devstack.keycloak import EmbeddedKeycloak
+
 __all__ = ["APP_DATABASE", "FGA_DATABASE", "DevStack", "attach_embedded"]
 
 APP_DATABASE = "mandate"
 """Database of Mandate's own tables in the embedded Postgres."""
 FGA_DATABASE = "openfga"
 """Database of OpenFGA's datastore in the embedded Postgres."""
+KEYCLOAK_DIR = "keycloak"
+"""Keycloak's run directory under ``data_dir`` (its database and log)."""
 PROBE_TIMEOUT_S = 2.0
 """How long :func:`attach_embedded` waits for a running OpenFGA to answer ``/healthz``."""
 
 
 class DevStack:
-    """Embedded Postgres 18 + pgvector and the real OpenFGA server, under ``settings.data_dir``."""
+    """Embedded Postgres 18 + pgvector, the real OpenFGA server and, if asked, Keycloak, under ``settings.data_dir``."""
 
-    def __init__(self, settings: Settings, *, fga_grpc_port: int | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, fga_grpc_port: int | None = None, keycloak_management_port: int | None = None
+    ) -> None:
         self._settings = settings
         self._grpc_port = fga_grpc_port or settings.fga_port + 1
+        self._keycloak_management_port = keycloak_management_port or settings.keycloak_port + 1
         self._postgres: EmbeddedPostgres | None = None
         self._openfga: EmbeddedOpenFGA | None = None
         self._jaeger: EmbeddedJaeger | None = None
+        self._keycloak: EmbeddedKeycloak | None = None
 
     @property
     def otlp_traces_endpoint(self) -> str | None:
         """Where spans go when the stack runs Jaeger (``MANDATE_TRACES=jaeger``), else ``None``."""
         return self._jaeger.otlp_traces_endpoint if self._jaeger is not None else None
+
+    @property
+    def keycloak(self) -> EmbeddedKeycloak | None:
+        """The Keycloak this stack runs (``idp=keycloak``), else ``None``."""
+        return self._keycloak
 
     def start(self) -> Settings:
         """Start the missing components (idempotent) and return settings that point at them.
@@ -73,7 +93,35 @@ class DevStack:
             self._jaeger = _jaeger(settings)
             query_url = self._jaeger.start()
             update["trace_link"] = settings.trace_link or f"{query_url}/api/traces/{{trace_id}}"
-        return settings.model_copy(update=update)
+        resolved = settings.model_copy(update=update)
+        if settings.idp == "keycloak":
+            resolved = self._start_keycloak(resolved, data_dir / KEYCLOAK_DIR)
+        return resolved
+
+    def _start_keycloak(self, settings: Settings, run_dir: Path) -> Settings:
+        """Start Keycloak with the demo realm fitted to ``settings``; return settings that trust it.
+
+        Its database is made afresh at every start (from the install's template and the realm
+        file), so the realm always carries these settings' URLs and client secrets. The demo
+        world's grants are written for its users (``user:kc|<uuid>``) when the demo is seeded.
+        """
+        # Imported here: Keycloak's wiring loads the auth room, which the default stack never needs.
+        from mandate.devstack.keycloak import dev_keycloak, ensure_keycloak, find_java_home, trust_keycloak
+
+        shutil.rmtree(run_dir / "data", ignore_errors=True)
+        self._keycloak = dev_keycloak(
+            settings,
+            home=ensure_keycloak(settings.tools_dir),
+            java_home=find_java_home(),
+            run_dir=run_dir,
+            http_port=settings.keycloak_port,
+            management_port=self._keycloak_management_port,
+        )
+        self._keycloak.start()
+        trusting = settings.model_copy(update=trust_keycloak(settings, self._keycloak))
+        if settings.seed_demo:
+            asyncio.run(_grant_keycloak_users(trusting))
+        return trusting
 
     @property
     def postgres(self) -> EmbeddedPostgres | None:
@@ -89,6 +137,8 @@ class DevStack:
         """Stop what :meth:`start` started (safe to call twice)."""
         if self._jaeger is not None:
             self._jaeger.stop()
+        if self._keycloak is not None:
+            self._keycloak.stop()
         if self._openfga is not None:
             self._openfga.stop()
         if self._postgres is not None:
@@ -164,6 +214,31 @@ def _jaeger(settings: Settings) -> EmbeddedJaeger:
         health_port=free_port(),
         run_dir=Path(settings.data_dir).absolute() / "jaeger",
     )
+
+
+async def _grant_keycloak_users(settings: Settings) -> None:
+    """Write the demo world's user grants for the Keycloak users (idempotent), in the app's store."""
+    from opentelemetry import trace
+
+    from mandate.auth import OpenFgaAuthorizer, ensure_store_and_model, open_fga_client
+    from mandate.devstack.keycloak import KEYCLOAK_ISSUER_KEY, demo_relationships
+    from mandate.runtime.services import MODEL_PATH
+
+    api_token = settings.fga_api_token.get_secret_value() if settings.fga_api_token else None
+    store_id, model_id = await ensure_store_and_model(
+        api_url=settings.fga_api_url,
+        store_name=settings.fga_store_name,
+        model_path=MODEL_PATH,
+        store_id=settings.fga_store_id,
+        model_id=settings.fga_model_id,
+        api_token=api_token,
+    )
+    client = open_fga_client(api_url=settings.fga_api_url, store_id=store_id, model_id=model_id, api_token=api_token)
+    try:
+        authz = OpenFgaAuthorizer(client=client, model_id=model_id, tracer=trace.get_tracer(__name__))
+        await authz.write(writes=demo_relationships(KEYCLOAK_ISSUER_KEY))
+    finally:
+        await client.close()
 
 
 def _serving(api_url: str) -> bool:

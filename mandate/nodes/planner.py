@@ -9,10 +9,9 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from langchain_openai import ChatOpenAI
 from langgraph.runtime import Runtime
 from opentelemetry import trace
 
@@ -21,6 +20,9 @@ from mandate.auth import AuthError, Relationship
 from mandate.contract.state import GraphContext, MandateState, Plan, ProposedCall, ToolOutcome
 from mandate.nodes._outcomes import audit_denial, outcome
 from mandate.tools import ToolError, ToolRegistry, args_hash
+
+if TYPE_CHECKING:
+    from langchain_openai import ChatOpenAI  # annotations only: importing it costs a second at every start
 
 __all__ = ["LlmPlanner", "Node", "OfflinePlanner", "make_planner"]
 

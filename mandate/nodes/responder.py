@@ -7,13 +7,15 @@ responder writes the answer with ``ChatOpenAI`` from a prompt built only from th
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-from langchain_openai import ChatOpenAI
 from langgraph.runtime import Runtime
 
 from mandate.contract.state import ContextChunk, GraphContext, MandateState, ToolOutcome
+
+if TYPE_CHECKING:
+    from langchain_openai import ChatOpenAI  # annotations only: importing it costs a second at every start
 
 __all__ = ["LlmResponder", "OfflineResponder", "Responder", "responder_node"]
 

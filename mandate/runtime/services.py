@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from langchain_openai import ChatOpenAI
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.graph.state import CompiledStateGraph
 from opentelemetry import trace
@@ -107,6 +106,8 @@ def trusted_issuers(settings: Settings) -> list[TrustedIssuer]:
 def _models(settings: Settings) -> tuple[Planner, Responder]:
     if not settings.llm_base_url:
         return OfflinePlanner(), OfflineResponder()
+    from langchain_openai import ChatOpenAI  # only with a model configured: it costs a second at every start
+
     chat = ChatOpenAI(
         base_url=settings.llm_base_url,
         api_key=settings.llm_api_key,

@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     """Authorization model id; empty writes ``auth/model.fga`` if it changed and uses the latest."""
     fga_api_token: SecretStr | None = None
 
+    idp: Literal["dev", "keycloak"] = "dev"
+    """The issuer the dev stack (``mandate dev``) runs: ``dev`` (the built-in dev issuer) or ``keycloak``
+    (the embedded Keycloak on ``keycloak_port``, trusted instead of the dev issuer). Not used by ``serve``."""
+    keycloak_port: int = 8180
+    """Loopback port of the embedded Keycloak (``idp=keycloak``); its management port is the next one."""
+
     audience: str = ""
     """The audience access tokens must name; defaults to ``public_url``."""
     oidc_issuers: list[IssuerSettings] = Field(default_factory=list)

@@ -1,17 +1,20 @@
 """Entry points for ``langgraph dev`` (LangGraph Studio's local server): the graphs and the auth handler.
 
 ``langgraph.json`` points here. The LangGraph server loads module-level objects, so this adapter
-builds what it needs from :class:`Settings` on demand: a verifier (for the auth handler) and, per
-graph request, Mandate's services around a thin outer graph that runs the real one as a subgraph
-with its typed runtime context. Identity comes only from the verified token; every thread is
+builds what it needs from :class:`Settings` on demand: a verifier (for the auth handler) and, on the
+first graph request, Mandate's services (kept for the process, closed by ``app``'s lifespan at
+shutdown) around a thin outer graph that runs the real one as a subgraph with its typed runtime context. Identity comes only from the verified token; every thread is
 owned by its creator. Raw tokens stay out of LangGraph's run store, so delegated tool calls need
 Mandate's own server; under ``langgraph dev`` they pause for sign-in (``reauthenticate``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import cache
 from typing import Annotated, Any
 
@@ -22,6 +25,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 from langgraph_sdk import Auth
+from starlette.applications import Starlette
 from typing_extensions import TypedDict
 
 from mandate.audit import build_tracer_provider
@@ -32,7 +36,15 @@ from mandate.runtime.runs import context_for
 from mandate.runtime.services import Services, open_services, trusted_issuers
 from mandate.runtime.settings import Settings
 
-__all__ = ["auth", "mandate", "supervisor"]
+__all__ = ["SERVICES_CLOSED", "SERVICES_OPENED", "StudioServices", "app", "auth", "mandate", "supervisor"]
+
+logger = logging.getLogger(__name__)
+
+STUDIO_GRAPHS = (ASSISTANT_ID, SUPERVISOR_ID)
+SERVICES_OPENED = "Mandate's services are open for this server process"
+"""Logged once per process, when the first graph request opens the services."""
+SERVICES_CLOSED = "Mandate's services are closed"
+"""Logged when the server's shutdown closes them."""
 
 auth = Auth()
 
@@ -160,24 +172,77 @@ def _outer(services: Services, graph_id: str, inner: CompiledStateGraph) -> Comp
     return graph.compile(name=graph_id)
 
 
-@asynccontextmanager
-async def _studio_graph(graph_id: str) -> AsyncIterator[CompiledStateGraph]:
-    settings = _settings().model_copy(update={"seed_demo": False})
-    async with open_services(settings, tracer_provider=build_tracer_provider()) as services:
-        inner = build_graphs(checkpointer=None)[graph_id]  # the LangGraph server's checkpointer applies
-        yield _outer(services, graph_id, inner)
+class StudioServices:
+    """Mandate's services and the graphs around them, for one server process: opened on first use, closed at shutdown.
+
+    A pool (with its migrations and store checks) costs far more than a run; opening it per graph
+    request made every Studio run pay for it. The pool belongs to the event loop that opened it:
+    LangGraph's local server runs every request and run on one shared loop (its default), and a
+    request from another loop is refused rather than handed a pool it cannot use.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = asyncio.Lock()
+        self._stack = AsyncExitStack()
+        self._graphs: dict[str, CompiledStateGraph] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def graph(self, graph_id: str) -> CompiledStateGraph:
+        """The graph ``graph_id`` around this process's services, opening them on the first call."""
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            raise RuntimeError(
+                "Mandate's Studio graphs run on the server's shared event loop; unset BG_JOB_ISOLATED_LOOPS"
+            )
+        async with self._lock:
+            if self._graphs is None:
+                self._graphs = await self._open()
+            return self._graphs[graph_id]
+
+    async def _open(self) -> dict[str, CompiledStateGraph]:
+        services = await self._stack.enter_async_context(
+            open_services(self._settings, tracer_provider=build_tracer_provider())
+        )
+        self._loop = asyncio.get_running_loop()
+        logger.info("%s (pid %d)", SERVICES_OPENED, os.getpid())
+        inner = build_graphs(checkpointer=None)  # the LangGraph server's checkpointer applies
+        return {graph_id: _outer(services, graph_id, inner[graph_id]) for graph_id in STUDIO_GRAPHS}
+
+    async def aclose(self) -> None:
+        """Close the services (idempotent); a later request opens them again."""
+        async with self._lock:
+            if self._graphs is not None:
+                logger.info(SERVICES_CLOSED)
+            self._graphs = None
+            self._loop = None
+            await self._stack.aclose()
+            self._stack = AsyncExitStack()
 
 
-@asynccontextmanager
-async def mandate(config: RunnableConfig) -> AsyncIterator[CompiledStateGraph]:
+@cache
+def _process_services() -> StudioServices:
+    # The one piece of process state here, and why: the LangGraph server calls the graph factories
+    # below for every request and gives them nothing to keep; this cached holder is where the
+    # services live between requests. ``langgraph.json`` names this module by its import path, so
+    # the server imports it once for both graphs, the auth handler and ``app``.
+    return StudioServices(_settings().model_copy(update={"seed_demo": False}))
+
+
+async def mandate(config: RunnableConfig) -> CompiledStateGraph:
     """The ``mandate`` graph for ``langgraph dev``."""
-    async with _studio_graph(ASSISTANT_ID) as graph:
-        yield graph
+    return await _process_services().graph(ASSISTANT_ID)
+
+
+async def supervisor(config: RunnableConfig) -> CompiledStateGraph:
+    """The ``supervisor`` graph for ``langgraph dev``."""
+    return await _process_services().graph(SUPERVISOR_ID)
 
 
 @asynccontextmanager
-async def supervisor(config: RunnableConfig) -> AsyncIterator[CompiledStateGraph]:
-    """The ``supervisor`` graph for ``langgraph dev``."""
-    async with _studio_graph(SUPERVISOR_ID) as graph:
-        yield graph
+async def _close_services_at_shutdown(app: Starlette) -> AsyncIterator[None]:
+    yield
+    await _process_services().aclose()
 
+
+app = Starlette(lifespan=_close_services_at_shutdown)
+"""``langgraph.json``'s ``http.app``: no routes of its own, only the lifespan that closes the services."""

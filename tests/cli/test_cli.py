@@ -131,6 +131,17 @@ def test_cli_token_says_in_one_line_why_a_sign_in_is_refused(mandate: Run, base_
     assert claims_of(token.strip())["acr"] == "urn:mandate:acr:mfa"
 
 
+def test_cli_token_mfa_at_the_dev_issuer_uses_its_one_time_password(mandate: Run, base_url: str) -> None:
+    env = {"MANDATE_ENV": "test", "MANDATE_PUBLIC_URL": base_url}
+    code, token, err = mandate("token", "alice", "--mfa", **env)
+    assert (code, err) == (0, "")
+    assert claims_of(token.strip())["acr"] == "urn:mandate:acr:mfa"
+    code, _, err = mandate("token", "alice", "--mfa", "--otp", "123456", **env)  # a given code is the one sent
+    assert code == 1 and err.endswith("Invalid one-time password.\n")
+    code, token, _ = mandate("token", "alice", "--idp", "dev", MANDATE_IDP="keycloak", **env)  # the flag wins
+    assert code == 0 and claims_of(token.strip())["iss"] == f"{base_url}/dev-idp"
+
+
 def test_cli_token_answered_by_something_else_says_what_answered(mandate: Run, base_url: str) -> None:
     code, _, err = mandate("token", "alice", MANDATE_ENV="test", MANDATE_PUBLIC_URL=f"{base_url}/nowhere")
     assert code == 1 and "answered HTTP 404, not a token" in err and len(err.splitlines()) == 1

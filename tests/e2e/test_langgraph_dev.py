@@ -14,6 +14,7 @@ import pytest
 from langgraph_sdk import get_client
 
 from mandate.runtime.settings import Settings
+from mandate.runtime.studio import SERVICES_CLOSED, SERVICES_OPENED
 from tests.utils.servers import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,8 +22,8 @@ TICKET = "Open a ticket: the lamp in room 5 is broken"
 
 
 @pytest.fixture(scope="module")
-def studio_url(stack_settings: Settings, base_url: str) -> Iterator[str]:
-    """``langgraph dev`` offline, trusting the dev issuer of the service under test."""
+def studio(stack_settings: Settings, base_url: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``langgraph dev`` offline, trusting the dev issuer of the service under test: its URL and process."""
     port = free_port()
     env = {
         **os.environ,
@@ -45,11 +46,17 @@ def studio_url(stack_settings: Settings, base_url: str) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url, process, log=log.name)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def studio_url(studio: tuple[str, subprocess.Popen[bytes]]) -> str:
+    """The URL of ``langgraph dev``."""
+    return studio[0]
 
 
 async def test_langgraph_dev_runs_graphs_for_a_verified_user(studio_url: str, token: Callable[..., str]) -> None:
@@ -116,3 +123,33 @@ async def test_langgraph_dev_refuses_a_client_supplied_principal(studio_url: str
         )
         assert answer["principal"]["subject"] == "carol" and answer["principal"]["tenant"] == "globex"
         assert "net 45" not in answer["messages"][-1]["content"]
+
+
+async def test_langgraph_dev_opens_mandates_services_once_per_process(
+    studio_url: str, token: Callable[..., str], stack_settings: Settings
+) -> None:
+    async with get_client(url=studio_url, api_key=None, headers={"Authorization": f"Bearer {token('dave')}"}) as dave:
+        for _ in range(3):
+            thread = await dave.threads.create()
+            answer = await dave.runs.wait(
+                thread["thread_id"], "mandate",
+                input={"messages": [{"role": "user", "content": "Summarize the latest contract terms for ACME."}]},
+            )
+            assert answer["principal"]["subject"] == "dave" and "net 45" not in answer["messages"][-1]["content"]
+        assert "supervisor" in str(await dave.assistants.get_graph("supervisor"))
+    log = (Path(stack_settings.data_dir) / "langgraph-dev.log").read_text(errors="replace")
+    assert log.count(SERVICES_OPENED) == 1  # every run and graph request of this process shares one pool
+
+
+# Last in this module: it stops the module's server.
+async def test_langgraph_dev_closes_mandates_services_when_it_stops(
+    studio: tuple[str, subprocess.Popen[bytes]], token: Callable[..., str], stack_settings: Settings
+) -> None:
+    url, process = studio
+    async with get_client(url=url, api_key=None, headers={"Authorization": f"Bearer {token('carol')}"}) as carol:
+        thread = await carol.threads.create()
+        await carol.runs.wait(thread["thread_id"], "mandate", input={"messages": [{"role": "user", "content": "Hello"}]})
+    process.terminate()  # uvicorn shuts down gracefully, then ends by the signal it got
+    process.wait(timeout=30)
+    log = (Path(stack_settings.data_dir) / "langgraph-dev.log").read_text(errors="replace")
+    assert log.count(SERVICES_CLOSED) == 1 and log.rindex(SERVICES_CLOSED) > log.rindex(SERVICES_OPENED)

@@ -1,16 +1,16 @@
 """Session fixtures: a real Keycloak (started once), and Mandate trusting it, on the session's Postgres and OpenFGA.
 
-Keycloak runs from ``.tools/keycloak-<version>`` (installed on first use, the archive cached in
-``~/.cache/mandate``), imports ``infra/keycloak/mandate-realm.json`` with this session's URLs and
-fresh client secrets, and serves the demo users. Mandate runs as in the other end-to-end tests
-(``DevSettings``: demo world, demo APIs) but trusts Keycloak only, in a database and OpenFGA store of
-its own; its agents exchange tokens at Keycloak and the approver page signs in there. The demo
-grants are written for the Keycloak users (``user:kc|<uuid>``) with the real authorizer.
+Keycloak is started by the dev stack exactly as ``MANDATE_IDP=keycloak mandate dev`` starts it: from
+``.tools/keycloak-<version>`` (installed on first use, the archive cached in ``~/.cache/mandate``),
+importing ``infra/keycloak/mandate-realm.json`` with this session's URLs and fresh client secrets,
+serving the demo users. Mandate runs as in the other end-to-end tests (``DevSettings``: demo world,
+demo APIs) but trusts Keycloak only, in a database and OpenFGA store of its own; its agents exchange
+tokens at Keycloak and the approver page signs in there. The stack writes the demo grants for the
+Keycloak users (``user:kc|<uuid>``) with the real authorizer.
 """
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import shutil
 import tempfile
@@ -23,36 +23,17 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from mandate.audit import build_tracer_provider
-from mandate.auth import ensure_store_and_model
 from mandate.runtime.settings import DevSettings, Settings
 from mandate.api.app import create_app
-from mandate.devstack.keycloak import (
-    KEYCLOAK_ISSUER_KEY,
-    KEYCLOAK_VERSION,
-    EmbeddedKeycloak,
-    demo_relationships,
-    demo_subject,
-    dev_keycloak,
-    ensure_keycloak,
-    find_java_home,
-    trust_keycloak,
-)
+from mandate.devstack.keycloak import KEYCLOAK_VERSION, EmbeddedKeycloak, demo_subject
 from mandate.devstack.postgres import EmbeddedPostgres
-from mandate.runtime.services import MODEL_PATH
+from mandate.devstack.stack import DevStack
 from mandate.runtime.settings import AgentClientSettings
 from tests.keycloak.helpers import browser_login
 from tests.utils.servers import free_port, serve_in_thread
-from tests.utils.services import authorizer
 
 DATABASE = "mandate_keycloak"
 FGA_STORE = "mandate-keycloak"
-
-
-@pytest.fixture(scope="session")
-def keycloak_install() -> tuple[Path, Path]:
-    """The built Keycloak install and the JDK 21+ that runs it (installed on first use)."""
-    java_home = find_java_home()
-    return ensure_keycloak(Path(".tools").absolute(), java_home=java_home), java_home
 
 
 @pytest.fixture(scope="session")
@@ -93,44 +74,39 @@ def _report(request: pytest.FixtureRequest, line: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def keycloak(
-    keycloak_install: tuple[Path, Path], kc_base_settings: Settings, request: pytest.FixtureRequest
-) -> Iterator[EmbeddedKeycloak]:
-    """Keycloak with the demo realm fitted to Mandate's settings, on loopback, for the whole session."""
-    home, java_home = keycloak_install
-    run_dir = Path(tempfile.mkdtemp(prefix="mandate-keycloak-"))
-    server = dev_keycloak(
-        kc_base_settings,
-        home=home,
-        java_home=java_home,
-        run_dir=run_dir,
-        http_port=free_port(),
-        management_port=free_port(),
+def kc_stack(kc_base_settings: Settings, request: pytest.FixtureRequest) -> Iterator[tuple[DevStack, Settings]]:
+    """The dev stack with ``idp=keycloak``, as ``MANDATE_IDP=keycloak mandate dev`` runs it, on free ports.
+
+    Postgres and OpenFGA are the session's (set in the settings), so the stack starts Keycloak only
+    (installed on first use), fits the demo realm to Mandate's settings, grants the demo world to
+    its users and returns settings that trust it.
+    """
+    stack = DevStack(
+        kc_base_settings.model_copy(update={"idp": "keycloak", "keycloak_port": free_port()}),
+        keycloak_management_port=free_port(),
     )
     try:
-        server.start()
+        trusting = stack.start()
+        assert stack.keycloak is not None
+        server = stack.keycloak
         _report(request, f"Keycloak {KEYCLOAK_VERSION} ready in {server.started_in:.1f} s at {server.base_url}")
-        yield server
+        yield stack, trusting
     finally:
-        server.stop()
-        shutil.rmtree(run_dir, ignore_errors=True)
+        stack.stop()
 
 
 @pytest.fixture(scope="session")
-def kc_settings(kc_base_settings: Settings, keycloak: EmbeddedKeycloak) -> Settings:
+def keycloak(kc_stack: tuple[DevStack, Settings]) -> EmbeddedKeycloak:
+    """Keycloak with the demo realm fitted to Mandate's settings, on loopback, for the whole session."""
+    server = kc_stack[0].keycloak
+    assert server is not None
+    return server
+
+
+@pytest.fixture(scope="session")
+def kc_settings(kc_stack: tuple[DevStack, Settings]) -> Settings:
     """Mandate's settings trusting Keycloak only: its issuer, its token endpoint, the page's client."""
-    return kc_base_settings.model_copy(update=trust_keycloak(kc_base_settings, keycloak))
-
-
-async def _grant_demo_world(settings: Settings) -> None:
-    store_id, model_id = await ensure_store_and_model(
-        api_url=settings.fga_api_url, store_name=settings.fga_store_name, model_path=MODEL_PATH
-    )
-    authz = authorizer(settings.fga_api_url, store_id, model_id)
-    try:
-        await authz.write(writes=demo_relationships(KEYCLOAK_ISSUER_KEY))
-    finally:
-        await authz._client.close()
+    return kc_stack[1]
 
 
 @pytest.fixture(scope="session")
@@ -141,10 +117,9 @@ def kc_spans() -> InMemorySpanExporter:
 
 @pytest.fixture(scope="session")
 def kc_base_url(kc_settings: Settings, kc_spans: InMemorySpanExporter) -> Iterator[str]:
-    """Mandate trusting Keycloak, over real HTTP, with the demo grants written for the Keycloak users."""
+    """Mandate trusting Keycloak, over real HTTP (the stack wrote the demo grants for the Keycloak users)."""
     app = create_app(kc_settings, tracer_provider=build_tracer_provider(kc_spans))
     with serve_in_thread(app, port=kc_settings.port) as url:
-        asyncio.run(_grant_demo_world(kc_settings))
         yield url
 
 
