@@ -52,6 +52,7 @@ async def open_run_engine(services: Services) -> AsyncIterator[RunEngine]:
         events=events,
         execute=runs.executor.execute,
         owner=replica_name(settings.replica_id),
+        queue=settings.run_queue,
         concurrency=settings.run_workers,
         lease_seconds=settings.run_lease_seconds,
         event_retention_seconds=settings.run_event_retention_seconds,

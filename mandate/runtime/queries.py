@@ -161,6 +161,7 @@ MIGRATIONS = [
     """
     ALTER TABLE mandate.runs
         ADD COLUMN seq bigserial,
+        ADD COLUMN queue text NOT NULL DEFAULT '',
         ADD COLUMN kwargs jsonb NOT NULL DEFAULT '{}'::jsonb,
         ADD COLUMN requester_issuer text,
         ADD COLUMN requester_subject text,
@@ -174,7 +175,7 @@ MIGRATIONS = [
         ADD COLUMN cancel_action text,
         ADD COLUMN started_at timestamptz,
         ADD COLUMN ended_at timestamptz;
-    CREATE INDEX runs_queue ON mandate.runs (seq) WHERE status IN ('pending', 'running');
+    CREATE INDEX runs_queue ON mandate.runs (queue, seq) WHERE status IN ('pending', 'running');
     CREATE TABLE mandate.run_events (
         run_id uuid NOT NULL,
         seq int NOT NULL,
@@ -502,9 +503,9 @@ WHERE thread_id = %(thread_id)s AND status IN ('pending', 'running') ORDER BY se
 
 INSERT_QUEUED_RUN = f"""
 INSERT INTO mandate.runs (run_id, thread_id, assistant_id, assistant_uuid, metadata, kwargs, requester_issuer,
-    requester_subject, temporary, multitask_strategy, webhook)
+    requester_subject, temporary, multitask_strategy, webhook, queue)
 VALUES (%(run_id)s, %(thread_id)s, %(assistant_id)s, %(assistant_uuid)s, %(metadata)s, %(kwargs)s, %(issuer)s,
-    %(subject)s, %(temporary)s, %(multitask_strategy)s, %(webhook)s)
+    %(subject)s, %(temporary)s, %(multitask_strategy)s, %(webhook)s, %(queue)s)
 RETURNING {_RUN_COLUMNS}
 """
 
@@ -513,7 +514,7 @@ NOTIFY_RUNS = "SELECT pg_notify('mandate_runs', %(payload)s)"
 CLAIM_RUN = f"""
 WITH candidate AS (
     SELECT r.run_id, r.thread_id FROM mandate.runs r JOIN mandate.threads t ON t.thread_id = r.thread_id
-    WHERE r.status IN ('pending', 'running')
+    WHERE r.queue = %(queue)s AND r.status IN ('pending', 'running')
       AND ((r.status = 'pending' AND t.status <> 'busy'
             AND NOT EXISTS (SELECT 1 FROM mandate.runs p
                             WHERE p.thread_id = r.thread_id AND p.status = 'pending' AND p.seq < r.seq))

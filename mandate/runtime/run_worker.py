@@ -60,6 +60,7 @@ class RunWorker:
         events: RunEventLog,
         execute: Execute,
         owner: str,
+        queue: str,
         concurrency: int,
         lease_seconds: float,
         event_retention_seconds: float,
@@ -69,6 +70,7 @@ class RunWorker:
         self._events = events
         self._execute = execute
         self._owner = owner
+        self._queue = queue
         self._concurrency = concurrency
         self._lease_seconds = lease_seconds
         self._retention = event_retention_seconds
@@ -156,7 +158,7 @@ class RunWorker:
         if self._draining:
             return None
         async with self._pool.connection() as conn:
-            params = {"owner": self._owner, "lease": self._lease_seconds}
+            params = {"owner": self._owner, "queue": self._queue, "lease": self._lease_seconds}
             return await (await conn.execute(queries.CLAIM_RUN, params)).fetchone()
 
     def _spawn(self, row: dict[str, Any]) -> None:

@@ -129,6 +129,7 @@ class RunManager:
             "temporary": temporary,
             "multitask_strategy": body.multitask_strategy,
             "webhook": body.webhook,
+            "queue": services.settings.run_queue,
         }
         cancelled: list[str] = []
         try:

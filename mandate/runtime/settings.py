@@ -187,6 +187,10 @@ class Settings(BaseSettings):
     """HMAC-SHA256 key that signs webhook deliveries (``Mandate-Signature``)."""
     replica_id: str = ""
     """This replica's name in run leases (``executed_by``); empty: host name, process id and a random tag."""
+    run_queue: str = ""
+    """The queue this deployment's replicas share; empty: the audience (replicas behind one load balancer
+    share their public URL). Another deployment on the same database never executes these runs."""
+    """This replica's name in run leases (``executed_by``); empty: host name, process id and a random tag."""
     seed_demo: bool = False
     """Seed the demo world (users' grants, documents) at startup; dev/test with the dev issuer only."""
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -233,6 +237,8 @@ class Settings(BaseSettings):
             self.tickets_api_url = f"{self.public_url}/demo/tickets"
         if not self.payments_api_url:
             self.payments_api_url = f"{self.public_url}/demo/payments"
+        if not self.run_queue:
+            self.run_queue = self.audience
         if self.env == "prod":
             return self  # nothing dev-only is derived; ``production_problems`` lists what is missing
         if not self.token_endpoint and self.dev_issuer:

@@ -1,0 +1,69 @@
+"""A round-robin TCP load balancer on loopback, in a background thread (the test's "load balancer").
+
+Each new connection goes to the next backend; a backend that refuses the connection (a killed
+replica) is skipped for the next one, as a load balancer's health check would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tests.utils.servers import free_port
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+            writer.close()
+
+
+class _Balancer:
+    def __init__(self, backends: list[int]) -> None:
+        self._backends = backends
+        self._turn = itertools.cycle(range(len(backends)))
+
+    async def handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        for _ in self._backends:
+            port = self._backends[next(self._turn)]
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                continue
+            await asyncio.gather(_pipe(client_reader, writer), _pipe(reader, client_writer))
+            return
+        client_writer.close()
+
+
+@contextmanager
+def balancer(backends: list[int], *, port: int | None = None) -> Iterator[str]:
+    """Serve a balancer over ``backends`` (ports on 127.0.0.1) until the block exits; yields its URL."""
+    port = port or free_port()
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    server: list[asyncio.base_events.Server] = []
+
+    async def serve() -> None:
+        server.append(await asyncio.start_server(_Balancer(backends).handle, "127.0.0.1", port))
+        started.set()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(serve(), loop).result(timeout=10)
+    started.wait(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        loop.call_soon_threadsafe(server[0].close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
