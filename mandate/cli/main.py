@@ -146,7 +146,22 @@ def _serve(settings: Settings) -> None:
     tracer_provider = tracer_provider_from_env(os.environ)  # OTEL_* picks the exporters
     try:
         app = create_app(settings, tracer_provider=tracer_provider)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+
+        class DrainingServer(uvicorn.Server):
+            """On SIGTERM/SIGINT the run worker stops claiming at once (and ``/ready`` answers 503)
+            while open requests finish; the lifespan then drains or hands back the runs."""
+
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                worker = getattr(app.state, "worker", None)
+                if worker is not None:
+                    worker.begin_drain()
+                super().handle_exit(sig, frame)
+
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level="info",
+            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
+        )
+        DrainingServer(config).run()
     finally:
         tracer_provider.shutdown()  # flush batched spans
 

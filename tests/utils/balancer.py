@@ -24,8 +24,9 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     except (ConnectionError, OSError):
         pass
     finally:
-        with contextlib.suppress(ConnectionError, OSError, RuntimeError):
-            writer.close()
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
+            await writer.wait_closed()
 
 
 class _Balancer:
@@ -40,7 +41,11 @@ class _Balancer:
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
             except OSError:
                 continue
-            await asyncio.gather(_pipe(client_reader, writer), _pipe(reader, client_writer))
+            try:
+                await asyncio.gather(_pipe(client_reader, writer), _pipe(reader, client_writer))
+            finally:
+                writer.close()
+                client_writer.close()
             return
         client_writer.close()
 
@@ -50,20 +55,25 @@ def balancer(backends: list[int], *, port: int | None = None) -> Iterator[str]:
     """Serve a balancer over ``backends`` (ports on 127.0.0.1) until the block exits; yields its URL."""
     port = port or free_port()
     loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
     started = threading.Event()
-    server: list[asyncio.base_events.Server] = []
 
     async def serve() -> None:
-        server.append(await asyncio.start_server(_Balancer(backends).handle, "127.0.0.1", port))
+        server = await asyncio.start_server(_Balancer(backends).handle, "127.0.0.1", port)
         started.set()
+        await stop.wait()
+        server.close()
+        for task in asyncio.all_tasks() - {asyncio.current_task()}:
+            task.cancel()  # connections still open: cut them, closing their sockets
+        await asyncio.sleep(0)
+        await server.wait_closed()
 
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread = threading.Thread(target=lambda: loop.run_until_complete(serve()), daemon=True)
     thread.start()
-    asyncio.run_coroutine_threadsafe(serve(), loop).result(timeout=10)
-    started.wait(10)
+    assert started.wait(10), "the balancer did not start"
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        loop.call_soon_threadsafe(server[0].close)
-        loop.call_soon_threadsafe(loop.stop)
+        loop.call_soon_threadsafe(stop.set)
         thread.join(timeout=10)
+        loop.close()
