@@ -136,6 +136,7 @@ def _placeholder() -> str:
 
 
 def _serve(settings: Settings) -> None:
+    import math
     import os
 
     import uvicorn
@@ -159,7 +160,7 @@ def _serve(settings: Settings) -> None:
 
         config = uvicorn.Config(
             app, host=settings.host, port=settings.port, log_level="info",
-            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) or None,
+            timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace_seconds)),
         )
         DrainingServer(config).run()
     finally:

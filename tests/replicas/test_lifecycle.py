@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ import pytest
 from httpx_sse import aconnect_sse
 
 from mandate.audit import build_tracer_provider
+from mandate.runtime.readiness import readiness
 from mandate.runtime.services import open_services
 from mandate.runtime.settings import DevSettings, Settings
 from tests.replicas.conftest import SLOW, WEBHOOK_SECRET, Hooks, Replicas
@@ -207,3 +209,43 @@ async def test_webhook_is_signed_retried_and_refused_off_the_allow_list(
     notice = json.loads(body)
     assert (notice["run_id"], notice["status"], headers["mandate-webhook-id"]) == (run["run_id"], "success", run["run_id"])
     assert "net 45" not in body.decode() and "eyJ" not in body.decode() and "messages" not in notice
+
+
+async def test_queued_run_keeps_its_token_sealed_in_the_vault_never_in_the_queue(
+    clients: list[httpx.AsyncClient], db: Any
+) -> None:
+    r0, r1, _ = clients
+    token = r0.headers["authorization"].removeprefix("Bearer ")
+    thread = await _thread(r0)
+    run = (await r0.post(f"/threads/{thread}/runs", json=_input(QUESTION))).json()
+    await _status_when_running(r1, thread, run["run_id"])
+    row = db.execute("SELECT to_jsonb(r)::text FROM mandate.runs r WHERE run_id = %s", (run["run_id"],)).fetchone()
+    assert token not in row[0] and "eyJ" not in row[0]
+    sealed = db.execute(
+        "SELECT ciphertext FROM mandate.token_vault WHERE thread_id = %s", (f"run:{run['run_id']}",)
+    ).fetchone()
+    assert sealed is not None and token.encode() not in bytes(sealed[0])
+    assert (await _final(r1, thread, run["run_id"]))["status"] == "success"
+    gone = db.execute("SELECT count(*) FROM mandate.token_vault WHERE thread_id = %s", (f"run:{run['run_id']}",)).fetchone()
+    assert gone == (0,)
+    assert "eyJ" not in str(db.execute("SELECT data FROM mandate.run_events WHERE run_id = %s", (run["run_id"],)).fetchall())
+
+
+async def test_ready_names_each_dependency_and_refuses_while_draining(
+    replicas: Replicas, stack_settings: Settings
+) -> None:
+    async with httpx.AsyncClient(base_url=replicas.urls[0], timeout=30) as client:
+        ready = await client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"postgres": True, "openfga": True, "issuer:dev": True, "accepting": True}
+    broken = DevSettings(
+        env="test", data_dir=stack_settings.data_dir, database_url=stack_settings.database_url,
+        fga_api_url=stack_settings.fga_api_url, seed_demo=False, public_url=replicas.public_url,
+    )
+    async with open_services(broken, tracer_provider=build_tracer_provider()) as services:
+        draining = await readiness(services, draining=True)
+        unreachable = await readiness(
+            replace(services, settings=broken.model_copy(update={"fga_api_url": "http://127.0.0.1:9"})), draining=False
+        )
+    assert draining["accepting"] is False and draining["postgres"] is True
+    assert unreachable["openfga"] is False and unreachable["accepting"] is True
