@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI, Request, Response
 
+from mandate.devstack.balancer import balancer
 from mandate.runtime.settings import Settings
-from tests.utils.balancer import balancer
 from tests.utils.openai_double import ChatDouble
 from tests.utils.servers import free_port, serve_in_thread, wait_until_up
 

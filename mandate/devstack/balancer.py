@@ -1,4 +1,4 @@
-"""A round-robin TCP load balancer on loopback, in a background thread (the test's "load balancer").
+"""A round-robin TCP load balancer on loopback, in a background thread: N local replicas behind one URL.
 
 Each new connection goes to the next backend; a backend that refuses the connection (a killed
 replica) is skipped for the next one, as a load balancer's health check would.
@@ -9,11 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests.utils.servers import free_port
+__all__ = ["balancer"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -52,8 +59,11 @@ class _Balancer:
 
 @contextmanager
 def balancer(backends: list[int], *, port: int | None = None) -> Iterator[str]:
-    """Serve a balancer over ``backends`` (ports on 127.0.0.1) until the block exits; yields its URL."""
-    port = port or free_port()
+    """Serve a balancer over ``backends`` (ports on 127.0.0.1) until the block exits; yields its URL.
+
+    Used by the multi-replica tests and ``bench.replicas``; in production a real load balancer does this.
+    """
+    port = port or _free_port()
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     started = threading.Event()
