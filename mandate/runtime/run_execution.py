@@ -63,6 +63,9 @@ _log = logging.getLogger(__name__)
 WAITS_FOR_OTHERS = ("approval",)
 """Interrupt kinds someone other than the requester answers: the requester's token goes to the vault."""
 
+MAX_ATTEMPTS = 5
+"""Claims of one run before it is ended as failed: a run that kills every replica it reaches stops there."""
+
 _PREGEL_MODE = {"messages-tuple": "messages"}
 _HIDDEN_TAG = "langsmith:hidden"
 
@@ -221,13 +224,18 @@ class RunExecutor:
     async def execute(self, row: dict[str, Any], lease: RunLease) -> None:
         """Execute one claimed run to its end, a pause, a cancel, or until the worker stops it."""
         run_id, thread_id = str(row["run_id"]), str(row["thread_id"])
-        graph = self._services.graphs[row["assistant_id"]]
+        if row["cancel_action"]:  # cancelled while queued, or while its replica was dying
+            await self._finish_cancelled(row, lease)
+            return
+        if row["attempt"] > MAX_ATTEMPTS:
+            error = {"error": "run_attempts_exhausted", "message": f"The run was started {MAX_ATTEMPTS} times and never ended."}
+            await self._finish_failed(row, lease, error)
+            return
         status: tuple[str, str] | None = None
         ended: dict[str, Any] | None = None
         traceparent: str | None = None
         try:
-            if row["cancel_action"]:
-                raise asyncio.CancelledError  # cancelled while queued, or while its replica was dying
+            graph = self._services.graphs[row["assistant_id"]]
             body = RunCreate.model_validate(row["kwargs"])
             token, caller = await self._credentials(row)
             snapshot = await graph.aget_state(thread_config(thread_id))
@@ -247,13 +255,13 @@ class RunExecutor:
         except asyncio.CancelledError:
             if lease.stop_reason in ("lost", "handback"):
                 raise  # another replica continues it: nothing here is final
-            await self._finish_cancelled(row, lease, graph)
+            await self._finish_cancelled(row, lease)
             raise
         except AppError as exc:
-            await self._finish_failed(row, lease, graph, {"error": exc.code, "message": exc.message})
+            await self._finish_failed(row, lease, {"error": exc.code, "message": exc.message})
         except Exception as exc:  # noqa: BLE001  (a run never leaves its thread busy, whatever failed)
             _log.error("run %s failed: %s", run_id, type(exc).__name__)
-            await self._finish_failed(row, lease, graph, {"error": "internal_error", "message": "Internal error."})
+            await self._finish_failed(row, lease, {"error": "internal_error", "message": "Internal error."})
         finally:
             if status is not None:
                 run_status, thread_status = status
@@ -381,9 +389,10 @@ class RunExecutor:
             await conn.execute(queries.RELEASE_THREAD, release)
         return True
 
-    async def _finish_cancelled(self, row: dict[str, Any], lease: RunLease, graph: Any) -> None:
+    async def _finish_cancelled(self, row: dict[str, Any], lease: RunLease) -> None:
         """A cancelled run: ``interrupt`` keeps its checkpoints; ``rollback`` deletes them and the run."""
         run_id, thread_id = str(row["run_id"]), str(row["thread_id"])
+        graph = self._services.graphs[row["assistant_id"]]
         async with self._services.pool.connection() as conn:
             found = await (await conn.execute(queries.SELECT_QUEUED_RUN, {"run_id": row["run_id"], "thread_id": row["thread_id"]})).fetchone()
             rollback = found is not None and found["cancel_action"] == "rollback"
@@ -396,7 +405,7 @@ class RunExecutor:
             await self._events.append(run_id, thread_id, "end", {"run_id": run_id, "status": "interrupted"}, result=thread_values(snapshot))
             await self._after_end(row, "interrupted", None)
 
-    async def _finish_failed(self, row: dict[str, Any], lease: RunLease, graph: Any, error: dict[str, str]) -> None:
+    async def _finish_failed(self, row: dict[str, Any], lease: RunLease, error: dict[str, str]) -> None:
         run_id, thread_id = str(row["run_id"]), str(row["thread_id"])
         traceparent = row.get("traceparent")
         if await self._release(row, lease, run_status="error", thread_status="error", traceparent=traceparent):

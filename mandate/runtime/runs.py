@@ -45,6 +45,7 @@ __all__ = [
     "checkpoint_metadata",
     "context_for",
     "snapshot_body",
+    "stored_error",
     "thread_config",
 ]
 
