@@ -94,6 +94,7 @@ HTTP_STATUS: dict[type[AppError], int] = {
     IssuerUnavailableError: 503,
     AuthorizationUnavailableError: 503,
     VaultUnavailableError: 503,
+    run.LeaseLostError: 503,
     AuditUnavailableError: 503,
     RetrievalUnavailableError: 503,
     RevocationUnavailableError: 503,

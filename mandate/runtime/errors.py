@@ -22,7 +22,8 @@
     ├── RunFailedError           code=<the run's error code> (500: a run failed on another replica
     │                                                         with an error that is not re-raised as its own class)
     ├── RunCredentialsGoneError  code=reauthentication_required (403: a queued run's sign-in was revoked or erased)
-    ├── WebhookNotAllowedError   code=webhook_not_allowed  (422: not https, or not on the operator's allow-list)
+    ├── WebhookNotAllowedError   code=webhook_not_allowed  (422: not on the operator's allow-list)
+    ├── LeaseLostError           code=lease_lost           (503: another replica took the run over; internal)
     ├── AssistantError
     │   ├── AssistantExistsError         code=assistant_exists          (409)
     │   ├── AssistantAdminRequiredError  code=assistant_admin_required  (403: OpenFGA says no)
@@ -61,6 +62,7 @@ __all__ = [
     "GraphNotFoundError",
     "InvalidAssistantConfigError",
     "NotServedError",
+    "LeaseLostError",
     "RecursionLimitError",
     "RunCredentialsGoneError",
     "RunFailedError",
@@ -226,6 +228,12 @@ class WebhookNotAllowedError(ServiceError):
     """Raised when a run's ``webhook`` is not an allowed target (its host is not on the operator's list)."""
 
     code = "webhook_not_allowed"
+
+
+class LeaseLostError(ServiceError):
+    """Raised when a replica writes for a run whose lease another replica has taken over."""
+
+    code = "lease_lost"
 
 
 class AssistantError(ServiceError):

@@ -544,6 +544,11 @@ WHERE run_id = ANY(%(run_ids)s) AND lease_owner = %(owner)s AND status = 'runnin
 RETURNING run_id, cancel_action
 """
 
+LEASE_HELD = """
+SELECT 1 FROM mandate.runs
+WHERE run_id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running' AND lease_expires_at > now()
+"""
+
 FINISH_RUN = """
 UPDATE mandate.runs
 SET status = %(status)s, lease_owner = NULL, lease_expires_at = NULL, ended_at = now(), updated_at = now()
@@ -602,10 +607,13 @@ WITH appended AS (
     INSERT INTO mandate.run_events (run_id, seq, thread_id, event, data, result)
     SELECT %(run_id)s, coalesce(max(seq), 0) + 1, %(thread_id)s, %(event)s, %(data)s, %(result)s
     FROM mandate.run_events WHERE run_id = %(run_id)s
+    HAVING %(owner)s::text IS NULL
+        OR EXISTS (SELECT 1 FROM mandate.runs WHERE run_id = %(run_id)s AND lease_owner = %(owner)s)
     RETURNING seq
 )
 SELECT seq, pg_notify('mandate_runs', 'event ' || %(run_id)s::text) FROM appended
 """
+"""Append one event as the next of its run's log; with an ``owner``, only while it holds the run's lease."""
 
 TAIL_RUN_EVENTS = """
 SELECT seq, event, data, result FROM mandate.run_events

@@ -24,6 +24,7 @@ from psycopg import Error as PsycopgError
 
 from mandate._db import Pool
 from mandate.runtime import queries
+from mandate.runtime.errors import LeaseLostError
 
 __all__ = ["POLL_SECONDS", "RunNotifications", "RunEventLog", "StoredEvent"]
 
@@ -135,10 +136,16 @@ class RunEventLog:
         self._notifications = notifications
 
     async def append(
-        self, run_id: str, thread_id: str, event: str, data: Any, *, result: dict[str, Any] | None = None
+        self, run_id: str, thread_id: str, event: str, data: Any, *, result: dict[str, Any] | None = None,
+        owner: str | None = None,
     ) -> StoredEvent:
-        """Append one event (its ``seq`` is the next of the run's) and wake its readers everywhere."""
+        """Append one event (its ``seq`` is the next of the run's) and wake its readers everywhere.
+
+        Raises:
+            LeaseLostError: ``owner`` is given and no longer holds the run's lease.
+        """
         params = {
+            "owner": owner,
             "run_id": uuid.UUID(run_id),
             "thread_id": uuid.UUID(thread_id),
             "event": event,
@@ -147,7 +154,8 @@ class RunEventLog:
         }
         async with self._pool.connection() as conn:
             row = await (await conn.execute(queries.APPEND_RUN_EVENT, params)).fetchone()
-        assert row is not None
+        if row is None:
+            raise LeaseLostError("Another replica took this run over; this one stops streaming it.")
         self._notifications.dispatch(f"event {run_id}")  # readers in this process need not wait for the echo
         return StoredEvent(seq=int(row["seq"]), event=event, data=data, result=result)
 

@@ -35,11 +35,13 @@ from mandate.runtime.assistants import Assistant, AssistantStore
 from mandate.runtime.errors import (
     AssistantNotFoundError,
     InvalidRunError,
+    LeaseLostError,
     NotInterruptedError,
     RecursionLimitError,
     RunCredentialsGoneError,
     ThreadInterruptedError,
 )
+from mandate.runtime.fenced_saver import LeaseFencedSaver
 from mandate.runtime.run_events import RunEventLog
 from mandate.runtime.run_worker import RunLease
 from mandate.runtime.services import Services
@@ -247,7 +249,7 @@ class RunExecutor:
                 given = None
             else:
                 given = graph_input(snapshot, body, caller)
-            traceparent = await self._run_graph(row, body, caller, token, given)
+            traceparent = await self._run_graph(row, lease, body, caller, token, given)
             snapshot = await graph.aget_state(thread_config(thread_id))
             await self._vault_for_approver(thread_id, snapshot, caller, token)
             status = _settled_status(snapshot)
@@ -257,6 +259,8 @@ class RunExecutor:
                 raise  # another replica continues it: nothing here is final
             await self._finish_cancelled(row, lease)
             raise
+        except LeaseLostError:
+            _log.warning("run %s: lease lost to another replica; stopped here", run_id)
         except AppError as exc:
             await self._finish_failed(row, lease, {"error": exc.code, "message": exc.message})
         except Exception as exc:  # noqa: BLE001  (a run never leaves its thread busy, whatever failed)
@@ -293,8 +297,10 @@ class RunExecutor:
         await services.sessions.check_not_revoked(caller, issued_at=issued_at(token) if token else None)
         return token, caller
 
-    async def _run_graph(self, row: dict[str, Any], body: RunCreate, caller: Principal, token: str, given: Any) -> str | None:
-        """Stream the graph into the run's log; returns the root span's traceparent."""
+    async def _run_graph(
+        self, row: dict[str, Any], lease: RunLease, body: RunCreate, caller: Principal, token: str, given: Any
+    ) -> str | None:
+        """Stream the graph into the run's log, writing only while the lease holds; returns the root span's traceparent."""
         services = self._services
         run_id, thread_id, graph_id = str(row["run_id"]), str(row["thread_id"]), row["assistant_id"]
         tenant, _ = await services.threads.assistant_of(thread_id)
@@ -314,7 +320,9 @@ class RunExecutor:
         paused_in = row.get("traceparent")
         parent = propagate.extract({"traceparent": paused_in}) if paused_in and body.command is not None else None
         carrier: dict[str, str] = {}
-        await self._events.append(run_id, thread_id, "metadata", {"run_id": run_id, "attempt": row["attempt"]})
+        await self._events.append(run_id, thread_id, "metadata", {"run_id": run_id, "attempt": row["attempt"]}, owner=lease.owner)
+        fenced = LeaseFencedSaver(services.pool, serde=services.checkpointer.serde, run_id=run_id, owner=lease.owner)
+        graph = services.graphs[graph_id].copy(update={"checkpointer": fenced})
         with services.tracer.start_as_current_span(f"invoke_agent {graph_id}", context=parent) as span:
             propagate.inject(carrier)
             span.set_attribute("gen_ai.operation.name", "invoke_agent")
@@ -326,8 +334,8 @@ class RunExecutor:
             span.set_attribute("mandate.caller", context.pseudonym(caller))
             span.set_attribute("mandate.resume", body.command is not None)
             try:
-                async for event, data in self._stream(services.graphs[graph_id], given, config, context, body):
-                    await self._events.append(run_id, thread_id, event, data)
+                async for event, data in self._stream(graph, given, config, context, body):
+                    await self._events.append(run_id, thread_id, event, data, owner=lease.owner)
             except GraphRecursionError as exc:
                 raise RecursionLimitError(
                     f"The run took more than {config.get('recursion_limit', 25)} steps (its assistant's recursion_limit)."

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from mandate.runtime.settings import Settings
 from tests.utils.openai_double import ChatDouble
 from tests.utils.servers import free_port, serve_in_thread, wait_until_up
 
-LEASE_SECONDS = 3.0
+LEASE_SECONDS = 5.0
 """Short leases: a killed replica's runs are taken over within seconds."""
 DEMO_API_DELAY = 1.5
 """The demo APIs answer this long after committing an effect: a tool call is in flight that long."""
@@ -83,7 +84,7 @@ def start_replica(settings: Settings, env: dict[str, str], url: str, log: Path) 
     return process
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def model() -> Iterator[str]:
     """The OpenAI-compatible double the replicas plan and answer with (slow on :data:`SLOW`)."""
     double = ChatDouble(
@@ -105,7 +106,7 @@ class Hooks:
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def hooks() -> Iterator[Hooks]:
     """The webhook receiver the replicas' allow-list names (its first two answers are 503: retries)."""
     api = FastAPI()
@@ -121,8 +122,8 @@ def hooks() -> Iterator[Hooks]:
         yield state
 
 
-@pytest.fixture(scope="module")
-def replicas(stack_settings: Settings, model: str, hooks: Hooks) -> Iterator[Replicas]:
+@contextmanager
+def replica_set(stack_settings: Settings, model: str, hooks: Hooks) -> Iterator[Replicas]:
     """Three replicas behind one balancer; the first seeds the demo world before the others start."""
     ports = [free_port() for _ in range(3)]
     with balancer(ports) as public_url:
@@ -146,3 +147,17 @@ def replicas(stack_settings: Settings, model: str, hooks: Hooks) -> Iterator[Rep
                     process.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     process.kill()
+
+
+@pytest.fixture(scope="session")
+def replicas(stack_settings: Settings, model: str, hooks: Hooks) -> Iterator[Replicas]:
+    """Three replicas shared by the lifecycle and double-texting tests (none of them kills one)."""
+    with replica_set(stack_settings, model, hooks) as group:
+        yield group
+
+
+@pytest.fixture(scope="module")
+def doomed_replicas(stack_settings: Settings, model: str, hooks: Hooks) -> Iterator[Replicas]:
+    """Three replicas of their own for a test that SIGKILLs one of them."""
+    with replica_set(stack_settings, model, hooks) as group:
+        yield group
