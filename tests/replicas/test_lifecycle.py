@@ -184,8 +184,11 @@ async def test_other_users_and_forged_ids_get_nothing_from_any_replica(
     assert (forged.status_code, forged.json()["code"]) == (422, "unsupported_option")
     beyond = await r0.get(f"/threads/{thread}/runs/{run['run_id']}/stream", headers={"Last-Event-ID": "999999"})
     assert [line for line in beyond.text.splitlines() if line.startswith("event:")] == ["event: end"]
-    bad = await r0.post(f"/threads/{thread}/runs", json=_input("x", multitask_strategy="shove"))
-    assert bad.status_code == 422
+    for field, value in (("multitask_strategy", "shove"), ("on_disconnect", "explode"), ("webhook", "x" * 3000)):
+        bad = await r0.post(f"/threads/{thread}/runs", json=_input("x", **{field: value}))
+        assert bad.status_code == 422, field
+    nuke = await r0.post(f"/threads/{thread}/runs/{run['run_id']}/cancel", params={"action": "nuke"})
+    assert nuke.status_code == 422
 
 
 async def test_webhook_is_signed_retried_and_refused_off_the_allow_list(
@@ -193,8 +196,11 @@ async def test_webhook_is_signed_retried_and_refused_off_the_allow_list(
 ) -> None:
     r0, r1, _ = clients
     thread = await _thread(r0)
-    refused = await r0.post(f"/threads/{thread}/runs", json=_input("x", webhook="http://169.254.169.254/latest/meta-data"))
-    assert (refused.status_code, refused.json()["code"]) == (422, "webhook_not_allowed")
+    allowed = hooks.url.removesuffix("/hook")
+    for target in ("http://169.254.169.254/latest/meta-data", f"{allowed.replace('http://', 'http://user:pw@')}/hook",
+                   allowed.replace("http://", "https://") + "/hook", "file:///etc/passwd"):
+        refused = await r0.post(f"/threads/{thread}/runs", json=_input("x", webhook=target))
+        assert (refused.status_code, refused.json()["code"]) == (422, "webhook_not_allowed"), target
     run = (await r0.post(f"/threads/{thread}/runs", json=_input("What does the contract say?", webhook=hooks.url))).json()
     await _final(r1, thread, run["run_id"])
     for _ in range(300):  # two 503 answers, then delivered after 1 s and 2 s of backoff
