@@ -292,10 +292,10 @@ class RunManager:
             return run
         await self._request_cancel(thread_id, [run_id], action)
         await self._settle_if_pending(thread_id, run_id)
-        await self.join(thread_id, run_id)
         try:
+            await self.join(thread_id, run_id)
             return await self.get(thread_id, run_id)
-        except RunNotFoundError:
+        except RunNotFoundError:  # rolled back: the run is gone with its checkpoints
             return {**run, "status": "interrupted"}
 
     async def _request_cancel(self, thread_id: str, run_ids: list[str], action: str) -> list[dict[str, Any]]:

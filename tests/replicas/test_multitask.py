@@ -101,3 +101,19 @@ async def test_another_users_strategy_touches_nothing_of_the_thread(sdks: list[A
             await dave.runs.create(thread, "mandate", input=_user(FOLLOW_UP), multitask_strategy="rollback")
     await one.runs.join(thread, first["run_id"])
     assert (await one.runs.get(thread, first["run_id"]))["status"] == "success"
+
+
+async def test_cancel_with_rollback_from_another_replica_deletes_the_run_and_its_checkpoints(sdks: list[Any]) -> None:
+    one, two = sdks
+    thread = (await one.threads.create())["thread_id"]
+    await one.runs.wait(thread, "mandate", input=_user(FOLLOW_UP))
+    before = await one.threads.get_state(thread)
+    run = await one.runs.create(thread, "mandate", input=_user(SLOW_QUESTION))
+    await _running(one, thread, run["run_id"])
+    cancelled = await two.runs.cancel(thread, run["run_id"], action="rollback", wait=True)
+    assert cancelled["status"] == "interrupted"
+    with pytest.raises(NotFoundError):
+        await one.runs.get(thread, run["run_id"])
+    history = await one.threads.get_history(thread, limit=100)
+    assert run["run_id"] not in {s["metadata"].get("run_id") for s in history}
+    assert (await one.threads.get_state(thread))["checkpoint"] == before["checkpoint"]
