@@ -16,3 +16,9 @@ async def acme_only(ctx: Auth.types.AuthContext, value: dict) -> bool:
 async def anyone_may_read(ctx: Auth.types.AuthContext, value: dict) -> bool:
     """Tries to widen reading to every thread: Mandate's owner check still comes first."""
     return True
+
+
+@auth.on.threads.create_run
+async def desk_runs_only(ctx: Auth.types.AuthContext, value: dict) -> bool:
+    """This deployment runs the desk's graph only, though Mandate also serves its built-in ones."""
+    return value["assistant_id"] == "desk"

@@ -15,7 +15,7 @@ from mandate.devstack.demo_apis import demo_apis_router
 from mandate.api.errors import install_error_handlers
 from mandate.api.limits import BodySizeLimit
 from mandate.api.routes import approvals, assistants, audit, audit_page, meta, runs, threads, ui, ui_oidc
-from mandate.runtime.runs import RunManager
+from mandate.runtime.engine import open_run_engine
 from mandate.runtime.project import Project
 from mandate.runtime.services import agent_clients, open_services, project_of
 from mandate.runtime.settings import CORS_ANY_ORIGIN, Settings
@@ -96,9 +96,13 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_services(settings, tracer_provider=tracer_provider, project=project) as services:
+        async with (
+            open_services(settings, tracer_provider=tracer_provider, project=project) as services,
+            open_run_engine(services) as engine,
+        ):
             app.state.services = services
-            app.state.runs = RunManager(services)
+            app.state.runs = engine.runs
+            app.state.worker = engine.worker
             yield
 
     app = FastAPI(title="Mandate", version="0.1.0", lifespan=lifespan)

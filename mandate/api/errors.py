@@ -49,6 +49,7 @@ HTTP_STATUS: dict[type[AppError], int] = {
     run.AssistantAdminRequiredError: 403,
     run.AssistantReadOnlyError: 403,
     run.ProjectAuthRefusedError: 403,
+    run.RunCredentialsGoneError: 403,
     AuditForbiddenError: 403,
     UnknownToolError: 403,
     DevIssuerDisabledError: 403,
@@ -80,6 +81,9 @@ HTTP_STATUS: dict[type[AppError], int] = {
     run.StateForkRefusedError: 422,
     run.UnsupportedOptionError: 422,
     run.RecursionLimitError: 422,
+    run.WebhookNotAllowedError: 422,
+    # 500: a run failed on another replica with an error of no class of its own here
+    run.RunFailedError: 500,
     # 429
     run.ThreadQuotaError: 429,
     run.AssistantQuotaError: 429,
@@ -92,6 +96,7 @@ HTTP_STATUS: dict[type[AppError], int] = {
     IssuerUnavailableError: 503,
     AuthorizationUnavailableError: 503,
     VaultUnavailableError: 503,
+    run.LeaseLostError: 503,
     AuditUnavailableError: 503,
     RetrievalUnavailableError: 503,
     RevocationUnavailableError: 503,

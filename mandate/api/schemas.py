@@ -247,6 +247,9 @@ class RunCommand(BaseModel):
     resume: ResumeValue
 
 
+MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
+CancelAction = Literal["interrupt", "rollback"]
+
 StreamMode = Literal[
     "values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints", "events"
 ]
@@ -277,6 +280,14 @@ class RunCreate(BaseModel):
     if_not_exists: Literal["create", "reject"] = "reject"
     on_completion: Literal["delete", "keep"] = "delete"
     """Stateless runs only: whether their temporary thread is deleted when they end (a paused one stays)."""
+    multitask_strategy: MultitaskStrategy = "reject"
+    """What a run created while the thread has one pending or running does: ``reject`` (409
+    ``thread_busy``), ``enqueue`` (runs after it), ``interrupt`` (stops it, keeping its checkpoints)
+    or ``rollback`` (stops it and deletes it and its checkpoints)."""
+    on_disconnect: Literal["cancel", "continue"] = "continue"
+    """``/runs/wait`` and ``/runs/stream``: whether the run is cancelled when the client goes away."""
+    webhook: str | None = Field(default=None, max_length=2048)
+    """Where to POST the run's outcome when it ends (an allow-listed host; signed, retried)."""
 
     @model_validator(mode="after")
     def _no_steering(self) -> RunCreate:
@@ -307,7 +318,7 @@ class RunPublic(BaseModel):
     status: RunStatus
     metadata: dict[str, Any]
     kwargs: dict[str, Any] = Field(default_factory=dict)
-    multitask_strategy: Literal["reject", "rollback", "interrupt", "enqueue"] = "reject"
+    multitask_strategy: MultitaskStrategy = "reject"
     created_at: datetime
     updated_at: datetime
 

@@ -149,6 +149,7 @@ def _placeholder() -> str:
 
 
 def _serve(settings: Settings, *, otlp_traces_endpoint: str | None = None) -> None:
+    import math
     import os
 
     import uvicorn
@@ -167,7 +168,22 @@ def _serve(settings: Settings, *, otlp_traces_endpoint: str | None = None) -> No
             app = create_app(settings, tracer_provider=tracer_provider)
         except ProjectError as exc:
             raise CommandError(exc.message) from None
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+
+        class DrainingServer(uvicorn.Server):
+            """On SIGTERM/SIGINT the run worker stops claiming at once (and ``/ready`` answers 503)
+            while open requests finish; the lifespan then drains or hands back the runs."""
+
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                worker = getattr(app.state, "worker", None)
+                if worker is not None:
+                    worker.begin_drain()
+                super().handle_exit(sig, frame)
+
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level="info",
+            timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace_seconds)),
+        )
+        DrainingServer(config).run()
     finally:
         tracer_provider.shutdown()  # flush batched spans
 

@@ -81,7 +81,10 @@ async def _requester_token(ctx: GraphContext, state: MandateState, *, acr: str |
             issuer=requester["issuer"], subject=requester["subject"], thread_id=ctx.thread_id, now=ctx.clock()
         )
         if vaulted is None:
-            return "token_not_held" if ctx.caller.same_subject(requester) else "token_expired"
+            # The requester without a token of theirs: not held by this server, unless their own sign-in
+            # expired (a queued run that waited longer than the token lived).
+            held_here = ctx.caller.same_subject(requester) and ctx.caller.expires_at > ctx.clock()
+            return "token_not_held" if held_here else "token_expired"
         token, holder = vaulted, await ctx.verifier.verify(vaulted)
     if acr is not None and not acr_at_least(holder.acr, acr):
         return "token_too_weak"

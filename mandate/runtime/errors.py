@@ -19,6 +19,11 @@
     ├── NotServedError           code=not_implemented      (501: a route of the LangGraph API not served yet)
     ├── RunInProgressError       code=run_in_progress      (409: the run is still executing)
     ├── RecursionLimitError      code=recursion_limit_reached (422: the run took more steps than allowed)
+    ├── RunFailedError           code=<the run's error code> (500: a run failed on another replica
+    │                                                         with an error that is not re-raised as its own class)
+    ├── RunCredentialsGoneError  code=reauthentication_required (403: a queued run's sign-in was revoked or erased)
+    ├── WebhookNotAllowedError   code=webhook_not_allowed  (422: not on the operator's allow-list)
+    ├── LeaseLostError           code=lease_lost           (503: another replica took the run over; internal)
     ├── AssistantError
     │   ├── AssistantExistsError         code=assistant_exists          (409)
     │   ├── AssistantAdminRequiredError  code=assistant_admin_required  (403: OpenFGA says no)
@@ -57,9 +62,13 @@ __all__ = [
     "GraphNotFoundError",
     "InvalidAssistantConfigError",
     "NotServedError",
+    "LeaseLostError",
     "ProjectAuthRefusedError",
     "ProjectError",
     "RecursionLimitError",
+    "RunCredentialsGoneError",
+    "RunFailedError",
+    "WebhookNotAllowedError",
     "RunInProgressError",
     "StateForkRefusedError",
     "UnsupportedOptionError",
@@ -215,6 +224,30 @@ class RecursionLimitError(ServiceError):
     """Raised when a run takes more steps than its assistant's ``recursion_limit`` allows."""
 
     code = "recursion_limit_reached"
+
+
+class RunFailedError(ServiceError):
+    """Raised when a run executed elsewhere failed with an error that has no class of its own here."""
+
+    code = "run_failed"
+
+
+class RunCredentialsGoneError(ServiceError):
+    """Raised when a queued or recovered run finds no sign-in of its requester (revoked, or erased)."""
+
+    code = "reauthentication_required"
+
+
+class WebhookNotAllowedError(ServiceError):
+    """Raised when a run's ``webhook`` is not an allowed target (its host is not on the operator's list)."""
+
+    code = "webhook_not_allowed"
+
+
+class LeaseLostError(ServiceError):
+    """Raised when a replica writes for a run whose lease another replica has taken over."""
+
+    code = "lease_lost"
 
 
 class AssistantError(ServiceError):

@@ -153,6 +153,43 @@ MIGRATIONS = [
     ALTER TABLE mandate.threads ADD COLUMN assistant_uuid uuid;
     ALTER TABLE mandate.runs ADD COLUMN assistant_uuid uuid;
     """,
+    # 11: runs are a durable queue. A worker of any replica claims a pending run (FOR UPDATE SKIP
+    # LOCKED, oldest first, one run per thread), holds a lease it renews, and releases it however the
+    # run ends; a run whose lease expired is claimed again and continues from its last checkpoint.
+    # Events are an ordered log per run, so any replica can stream, join or replay them. Runs and
+    # busy threads of the single-process engine had no lease: they are marked error, once, here.
+    """
+    ALTER TABLE mandate.runs
+        ADD COLUMN seq bigserial,
+        ADD COLUMN queue text NOT NULL DEFAULT '',
+        ADD COLUMN kwargs jsonb NOT NULL DEFAULT '{}'::jsonb,
+        ADD COLUMN requester_issuer text,
+        ADD COLUMN requester_subject text,
+        ADD COLUMN temporary boolean NOT NULL DEFAULT false,
+        ADD COLUMN multitask_strategy text NOT NULL DEFAULT 'reject',
+        ADD COLUMN webhook text,
+        ADD COLUMN lease_owner text,
+        ADD COLUMN lease_expires_at timestamptz,
+        ADD COLUMN attempt int NOT NULL DEFAULT 0,
+        ADD COLUMN executed_by text[] NOT NULL DEFAULT '{}',
+        ADD COLUMN cancel_action text,
+        ADD COLUMN started_at timestamptz,
+        ADD COLUMN ended_at timestamptz;
+    CREATE INDEX runs_queue ON mandate.runs (queue, seq) WHERE status IN ('pending', 'running');
+    CREATE TABLE mandate.run_events (
+        run_id uuid NOT NULL,
+        seq int NOT NULL,
+        thread_id uuid NOT NULL,  -- no foreign key: a temporary thread goes before its waiters read `end`
+        event text NOT NULL,
+        data text NOT NULL,
+        result text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (run_id, seq)
+    );
+    CREATE INDEX run_events_age ON mandate.run_events (created_at);
+    UPDATE mandate.runs SET status = 'error', updated_at = now() WHERE status IN ('pending', 'running');
+    UPDATE mandate.threads SET status = 'error', updated_at = now() WHERE status = 'busy';
+    """,
 ]
 
 _THREAD_COLUMNS = "thread_id, tenant, status, metadata, created_at, updated_at, assistant_id"
@@ -183,16 +220,7 @@ ORDER BY updated_at DESC, thread_id
 LIMIT %(limit)s OFFSET %(offset)s
 """
 
-CLAIM_THREAD_FOR_RUN = """
-UPDATE mandate.threads SET status = 'busy', updated_at = now()
-WHERE thread_id = %(thread_id)s AND status <> 'busy'
-RETURNING thread_id, traceparent
-"""
 
-SET_THREAD_STATUS = """
-UPDATE mandate.threads SET status = %(status)s, traceparent = %(traceparent)s, updated_at = now()
-WHERE thread_id = %(thread_id)s
-"""
 
 DELETE_THREAD = """
 WITH calls AS (DELETE FROM mandate.tool_calls WHERE thread_id = %(thread_id)s)
@@ -215,7 +243,6 @@ SELECT id, subject, actor, audience, scopes, body, created_at FROM mandate.demo_
 WHERE api = %(api)s AND subject = %(subject)s ORDER BY created_at
 """
 
-RESET_BUSY_THREADS = "UPDATE mandate.threads SET status = 'error', updated_at = now() WHERE status = 'busy'"
 
 _CALL_COLUMNS = """id, thread_id, tool_call_id, args_hash, tenant, tool, args, policy, agent, requester_issuer,
     requester_subject, requester_user, status, needs_requester, edited_from, edited_to, reason,
@@ -310,24 +337,11 @@ UPDATE mandate.tool_calls SET status = 'closed'
 WHERE thread_id = %(thread_id)s AND status IN ('pending', 'deciding') AND executed_at IS NULL
 """
 
-_RUN_COLUMNS = "run_id, thread_id, assistant_id, status, metadata, created_at, updated_at"
 
-INSERT_RUN = f"""
-INSERT INTO mandate.runs (run_id, thread_id, assistant_id, metadata)
-VALUES (%(run_id)s, %(thread_id)s, %(assistant_id)s, %(metadata)s)
-RETURNING {_RUN_COLUMNS}
-"""
 
-SET_RUN_STATUS = "UPDATE mandate.runs SET status = %(status)s, updated_at = now() WHERE run_id = %(run_id)s"
 
-SELECT_RUN = f"SELECT {_RUN_COLUMNS} FROM mandate.runs WHERE run_id = %(run_id)s AND thread_id = %(thread_id)s"
 
-LIST_RUNS = f"""
-SELECT {_RUN_COLUMNS} FROM mandate.runs WHERE thread_id = %(thread_id)s
-ORDER BY created_at DESC LIMIT %(limit)s OFFSET %(offset)s
-"""
 
-RESET_RUNNING_RUNS = "UPDATE mandate.runs SET status = 'error', updated_at = now() WHERE status IN ('pending', 'running')"
 
 UPDATE_THREAD_METADATA = """
 UPDATE mandate.threads SET metadata = metadata || %(metadata)s, updated_at = now() WHERE thread_id = %(thread_id)s
@@ -440,32 +454,13 @@ RETURNING assistant_id, assistant_uuid
 """
 
 SELECT_THREAD_ASSISTANT = "SELECT tenant, assistant_id, assistant_uuid FROM mandate.threads WHERE thread_id = %(thread_id)s"
+SELECT_THREAD_METADATA = "SELECT metadata FROM mandate.threads WHERE thread_id = %(thread_id)s"
 
-INSERT_RUN_WITH_ASSISTANT = f"""
-INSERT INTO mandate.runs (run_id, thread_id, assistant_id, assistant_uuid, metadata)
-VALUES (%(run_id)s, %(thread_id)s, %(assistant_id)s, %(assistant_uuid)s, %(metadata)s)
-RETURNING {_RUN_COLUMNS}, assistant_uuid
-"""
 
-SELECT_RUN_WITH_ASSISTANT = f"""
-SELECT {_RUN_COLUMNS}, assistant_uuid FROM mandate.runs WHERE run_id = %(run_id)s AND thread_id = %(thread_id)s
-"""
 
-LIST_RUNS_WITH_ASSISTANT = f"""
-SELECT {_RUN_COLUMNS}, assistant_uuid FROM mandate.runs
-WHERE thread_id = %(thread_id)s AND (%(status)s::text IS NULL OR status = %(status)s)
-ORDER BY created_at DESC LIMIT %(limit)s OFFSET %(offset)s
-"""
 
 DELETE_RUN = "DELETE FROM mandate.runs WHERE run_id = %(run_id)s AND thread_id = %(thread_id)s"
 
-LIST_OWNED_ACTIVE_RUNS = """
-SELECT r.run_id, r.thread_id FROM mandate.runs r JOIN mandate.threads t ON t.thread_id = r.thread_id
-WHERE t.tenant = %(tenant)s AND t.owner_issuer = %(issuer)s AND t.owner_subject = %(subject)s
-  AND r.status = ANY(%(statuses)s)
-  AND (%(thread_id)s::uuid IS NULL OR r.thread_id = %(thread_id)s)
-  AND (%(run_ids)s::uuid[] IS NULL OR r.run_id = ANY(%(run_ids)s))
-"""
 
 _OWNED_THREADS_MATCHING = f"""
 SELECT {_THREAD_COLUMNS} FROM mandate.threads
@@ -487,3 +482,162 @@ UPDATE mandate.tool_calls SET reason = %(reason)s
 WHERE id = %(id)s AND status = 'pending'
 RETURNING id
 """
+
+# The run queue and its event log (migration 11). A run is a row; its thread row is the per-thread
+# lock: a claim locks both (SKIP LOCKED) and marks the thread busy in the same statement, so two
+# workers never run one thread, and a thread's runs start in the order they were created.
+
+RUN_NOTIFY_CHANNEL = "mandate_runs"
+"""LISTEN/NOTIFY channel: ``queued``, ``event <run_id>``, ``cancel <run_id>``."""
+
+_RUN_COLUMNS = """run_id, thread_id, assistant_id, assistant_uuid, status, metadata, kwargs, multitask_strategy,
+    temporary, webhook, requester_issuer, requester_subject, attempt, cancel_action, executed_by, created_at, updated_at"""
+
+_RUN_COLUMNS_OF_R = ", ".join(f"r.{column.strip()}" for column in _RUN_COLUMNS.split(","))
+
+LOCK_THREAD_FOR_RUN = "SELECT thread_id FROM mandate.threads WHERE thread_id = %(thread_id)s FOR UPDATE"
+
+ACTIVE_RUNS_OF_THREAD = """
+SELECT run_id, status FROM mandate.runs
+WHERE thread_id = %(thread_id)s AND status IN ('pending', 'running') ORDER BY seq
+"""
+
+INSERT_QUEUED_RUN = f"""
+INSERT INTO mandate.runs (run_id, thread_id, assistant_id, assistant_uuid, metadata, kwargs, requester_issuer,
+    requester_subject, temporary, multitask_strategy, webhook, queue)
+VALUES (%(run_id)s, %(thread_id)s, %(assistant_id)s, %(assistant_uuid)s, %(metadata)s, %(kwargs)s, %(issuer)s,
+    %(subject)s, %(temporary)s, %(multitask_strategy)s, %(webhook)s, %(queue)s)
+RETURNING {_RUN_COLUMNS}
+"""
+
+NOTIFY_RUNS = "SELECT pg_notify('mandate_runs', %(payload)s)"
+
+CLAIM_RUN = f"""
+WITH candidate AS (
+    SELECT r.run_id, r.thread_id FROM mandate.runs r JOIN mandate.threads t ON t.thread_id = r.thread_id
+    WHERE r.queue = %(queue)s AND r.status IN ('pending', 'running')
+      AND ((r.status = 'pending' AND t.status <> 'busy'
+            AND NOT EXISTS (SELECT 1 FROM mandate.runs p
+                            WHERE p.thread_id = r.thread_id AND p.status = 'pending' AND p.seq < r.seq))
+        OR (r.status = 'running' AND r.lease_expires_at < now()))
+    ORDER BY r.seq
+    LIMIT 1
+    FOR UPDATE OF r, t SKIP LOCKED
+), busy AS (
+    UPDATE mandate.threads t SET status = 'busy', updated_at = now()
+    FROM candidate c WHERE t.thread_id = c.thread_id
+    RETURNING t.thread_id, t.traceparent
+)
+UPDATE mandate.runs r
+SET status = 'running', lease_owner = %(owner)s, lease_expires_at = now() + make_interval(secs => %(lease)s),
+    attempt = r.attempt + 1, executed_by = r.executed_by || %(owner)s::text,
+    started_at = coalesce(r.started_at, now()), updated_at = now()
+FROM candidate c, busy b
+WHERE r.run_id = c.run_id
+RETURNING {_RUN_COLUMNS_OF_R}, b.traceparent
+"""
+"""The oldest runnable run: pending on a thread that is free (and first in its thread's line), or
+running under a lease that expired (its replica died). Locks run and thread; marks the thread busy."""
+
+RENEW_LEASES = """
+UPDATE mandate.runs SET lease_expires_at = now() + make_interval(secs => %(lease)s)
+WHERE run_id = ANY(%(run_ids)s) AND lease_owner = %(owner)s AND status = 'running'
+RETURNING run_id, cancel_action
+"""
+
+LEASE_HELD = """
+SELECT 1 FROM mandate.runs
+WHERE run_id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running' AND lease_expires_at > now()
+"""
+
+FINISH_RUN = """
+UPDATE mandate.runs
+SET status = %(status)s, lease_owner = NULL, lease_expires_at = NULL, ended_at = now(), updated_at = now()
+WHERE run_id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running'
+RETURNING thread_id
+"""
+
+DELETE_LEASED_RUN = """
+DELETE FROM mandate.runs WHERE run_id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running'
+RETURNING thread_id
+"""
+
+RELEASE_THREAD = """
+UPDATE mandate.threads SET status = %(status)s, traceparent = %(traceparent)s, updated_at = now()
+WHERE thread_id = %(thread_id)s
+"""
+
+HAND_BACK_RUNS = """
+UPDATE mandate.runs SET lease_owner = NULL, lease_expires_at = '-infinity', updated_at = now()
+WHERE run_id = ANY(%(run_ids)s) AND lease_owner = %(owner)s AND status = 'running'
+"""
+"""Runs a draining replica could not finish in time: any other worker claims them at once."""
+
+REQUEST_CANCEL = """
+UPDATE mandate.runs SET cancel_action = coalesce(cancel_action, %(action)s), updated_at = now()
+WHERE thread_id = %(thread_id)s AND run_id = ANY(%(run_ids)s) AND status IN ('pending', 'running')
+RETURNING run_id, status
+"""
+
+CANCEL_PENDING_RUN = """
+UPDATE mandate.runs SET status = 'interrupted', ended_at = now(), updated_at = now()
+WHERE run_id = %(run_id)s AND status = 'pending'
+RETURNING run_id
+"""
+
+DELETE_PENDING_RUN = "DELETE FROM mandate.runs WHERE run_id = %(run_id)s AND status = 'pending' RETURNING run_id"
+
+SELECT_QUEUED_RUN = f"SELECT {_RUN_COLUMNS} FROM mandate.runs WHERE run_id = %(run_id)s AND thread_id = %(thread_id)s"
+
+LIST_THREAD_RUNS = f"""
+SELECT {_RUN_COLUMNS} FROM mandate.runs
+WHERE thread_id = %(thread_id)s AND (%(status)s::text IS NULL OR status = %(status)s)
+ORDER BY created_at DESC, seq DESC LIMIT %(limit)s OFFSET %(offset)s
+"""
+
+LIST_OWNED_ACTIVE_RUNS = """
+SELECT r.run_id, r.thread_id FROM mandate.runs r JOIN mandate.threads t ON t.thread_id = r.thread_id
+WHERE t.tenant = %(tenant)s AND t.owner_issuer = %(issuer)s AND t.owner_subject = %(subject)s
+  AND r.status = ANY(%(statuses)s)
+  AND (%(thread_id)s::uuid IS NULL OR r.thread_id = %(thread_id)s)
+  AND (%(run_ids)s::uuid[] IS NULL OR r.run_id = ANY(%(run_ids)s))
+"""
+
+APPEND_RUN_EVENT = """
+WITH appended AS (
+    INSERT INTO mandate.run_events (run_id, seq, thread_id, event, data, result)
+    SELECT %(run_id)s, coalesce(max(seq), 0) + 1, %(thread_id)s, %(event)s, %(data)s, %(result)s
+    FROM mandate.run_events WHERE run_id = %(run_id)s
+    HAVING %(owner)s::text IS NULL
+        OR EXISTS (SELECT 1 FROM mandate.runs WHERE run_id = %(run_id)s AND lease_owner = %(owner)s)
+    RETURNING seq
+)
+SELECT seq, pg_notify('mandate_runs', 'event ' || %(run_id)s::text) FROM appended
+"""
+"""Append one event as the next of its run's log; with an ``owner``, only while it holds the run's lease."""
+
+TAIL_RUN_EVENTS = """
+SELECT seq, event, data, result FROM mandate.run_events
+WHERE run_id = %(run_id)s AND thread_id = %(thread_id)s AND seq > %(after)s
+ORDER BY seq LIMIT 500
+"""
+
+PURGE_RUN_EVENTS = "DELETE FROM mandate.run_events WHERE created_at < now() - make_interval(secs => %(age)s)"
+
+DELETE_RUN_TOKEN = """
+DELETE FROM mandate.token_vault WHERE issuer = %(issuer)s AND subject = %(subject)s AND thread_id = %(thread_id)s
+"""
+"""The vault (auth room) has no delete; the sessions and audit rooms delete their entries the same way."""
+
+DELETE_RUN_CHECKPOINTS = """
+WITH doomed AS (
+    SELECT checkpoint_ns, checkpoint_id FROM checkpoints
+    WHERE thread_id = %(thread_id)s AND metadata ->> 'run_id' = %(run_id)s
+), writes AS (
+    DELETE FROM checkpoint_writes w USING doomed d
+    WHERE w.thread_id = %(thread_id)s AND w.checkpoint_ns = d.checkpoint_ns AND w.checkpoint_id = d.checkpoint_id
+)
+DELETE FROM checkpoints c USING doomed d
+WHERE c.thread_id = %(thread_id)s AND c.checkpoint_ns = d.checkpoint_ns AND c.checkpoint_id = d.checkpoint_id
+"""
+"""A rolled-back run's checkpoints and their writes: the thread is as it was before the run."""

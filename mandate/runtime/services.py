@@ -165,11 +165,8 @@ async def open_services(
             ("sessions", sessions.MIGRATIONS),
         ):
             await apply_migrations(pool, room=room, migrations=migrations)
-        async with pool.connection() as conn:
-            # No run survives a restart of this single-instance service; a thread left busy by a
-            # crash is marked error so that it can be continued (an empty run) or resumed.
-            await conn.execute(queries.RESET_BUSY_THREADS)
-            await conn.execute(queries.RESET_RUNNING_RUNS)
+        # No reset of runs or threads here: any number of processes open these services over one
+        # database; a run whose replica died is taken over by a worker once its lease expired.
         checkpointer = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
         await checkpointer.setup()
         api_token = settings.fga_api_token.get_secret_value() if settings.fga_api_token else None

@@ -188,6 +188,25 @@ class Settings(BaseSettings):
     project: Path | None = None
     """A project's ``langgraph.json``: its graphs are served beside the built-in ones, under the
     policies of the ``mandate.yaml`` beside it (``mandate serve --config``)."""
+    run_workers: int = Field(default=8, ge=0, le=256)
+    """Runs one replica executes at once; ``0`` makes an API-only replica (it queues runs for the others)."""
+    run_lease_seconds: float = Field(default=20.0, ge=2.0, le=600.0)
+    """How long a run's lease lasts without a heartbeat (renewed every third of it); after that, another
+    replica continues the run from its last checkpoint."""
+    run_event_retention_seconds: int = Field(default=3600, ge=60)
+    """How long a run's events are kept to rejoin or replay its stream (``Last-Event-ID``)."""
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0.0, le=3600.0)
+    """On SIGTERM: how long running runs may take to finish before they are handed back to the queue."""
+    webhook_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Origins (``scheme://host[:port]``) a run's ``webhook`` may target; a comma-separated or JSON list.
+    Empty: runs with a webhook are refused (422 ``webhook_not_allowed``)."""
+    webhook_secret: SecretStr = SecretStr(DEV_SECRET_PLACEHOLDER)
+    """HMAC-SHA256 key that signs webhook deliveries (``Mandate-Signature``)."""
+    replica_id: str = ""
+    """This replica's name in run leases (``executed_by``); empty: host name, process id and a random tag."""
+    run_queue: str = ""
+    """The queue this deployment's replicas share; empty: the audience (replicas behind one load balancer
+    share their public URL). Another deployment on the same database never executes these runs."""
     seed_demo: bool = False
     """Seed the demo world (users' grants, documents) at startup; dev/test with the dev issuer only."""
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -195,7 +214,7 @@ class Settings(BaseSettings):
     LangGraph Studio's; a comma-separated list or a JSON list. Empty: no CORS. ``*`` (dev/test only) lets any
     page call without credentials. The approver page (``/ui``) and the dev issuer never answer CORS."""
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "webhook_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -241,6 +260,8 @@ class Settings(BaseSettings):
             self.tickets_api_url = f"{self.public_url}/demo/tickets"
         if not self.payments_api_url:
             self.payments_api_url = f"{self.public_url}/demo/payments"
+        if not self.run_queue:
+            self.run_queue = self.audience
         if self.env == "prod":
             return self  # nothing dev-only is derived; ``production_problems`` lists what is missing
         if not self.token_endpoint and self.dev_issuer:
@@ -292,6 +313,8 @@ class Settings(BaseSettings):
             missing.append("MANDATE_AUDIT_SIGNING_KEY (Ed25519 private key, PEM)")
         if self.traces:
             missing.append("MANDATE_TRACES unset (the embedded Jaeger is dev-only; set OTEL_EXPORTER_OTLP_ENDPOINT)")
+        if self.webhook_origins and self.webhook_secret.get_secret_value() in ("", DEV_SECRET_PLACEHOLDER):
+            missing.append("MANDATE_WEBHOOK_SECRET (a real secret to sign webhooks, since MANDATE_WEBHOOK_ORIGINS is set)")
         if CORS_ANY_ORIGIN in self.cors_origins:
             missing.append("MANDATE_CORS_ORIGINS without '*' (list the web origins allowed to call the API)")
         return missing

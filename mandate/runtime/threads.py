@@ -115,6 +115,18 @@ class ThreadStore:
             raise ThreadNotFoundError("Thread not found.")
         return str(row["tenant"]), str(row["assistant_uuid"]) if row["assistant_uuid"] else None
 
+    async def metadata_of(self, thread_id: str) -> dict[str, Any]:
+        """The thread's metadata (ownership is the caller's to have checked).
+
+        Raises:
+            ThreadNotFoundError: No such thread.
+        """
+        async with self._pool.connection() as conn:
+            row = await (await conn.execute(queries.SELECT_THREAD_METADATA, {"thread_id": _uuid(thread_id)})).fetchone()
+        if row is None:
+            raise ThreadNotFoundError("Thread not found.")
+        return dict(row["metadata"] or {})
+
     async def bind(self, thread_id: str, graph_id: str | None, *, default: str) -> str:
         """Bind the thread to the graph of its first run and return the thread's graph.
 

@@ -75,6 +75,14 @@ def test_the_projects_auth_handler_narrows_but_cannot_widen(desk_url: str, sdk: 
     refused = httpx.post(f"{desk_url}/threads", json={}, headers=bearer(login(desk_url, "carol")), timeout=30)
     assert refused.status_code == 403 and refused.json()["code"] == "project_auth_refused"
     thread, _ = _ask(sdk("alice"), CONTRACTS)
+    # A run of another graph than the desk's is refused by the project's handler, after Mandate allowed it.
+    alice = bearer(login(desk_url, "alice"))
+    thread = httpx.post(f"{desk_url}/threads", json={}, headers=alice, timeout=30).json()["thread_id"]
+    run = httpx.post(
+        f"{desk_url}/threads/{thread}/runs/wait", headers=alice, timeout=30,
+        json={"assistant_id": "mandate", "input": {"messages": [{"role": "user", "content": CONTRACTS}]}},
+    )
+    assert run.status_code == 403 and run.json()["code"] == "project_auth_refused"
     # The handler says anyone may read any thread; Mandate's owner check decides first.
     foreign = httpx.get(f"{desk_url}/threads/{thread}", headers=bearer(login(desk_url, "dave")), timeout=30)
     assert foreign.status_code == 404

@@ -1,4 +1,4 @@
-"""A tool call's effect happens once even if the service is killed mid-call and restarted."""
+"""A tool call's effect happens once even if the service is killed mid-call and the run is taken over."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def _service(settings: Settings, port: int, *, delay: float) -> Iterator[subproc
         "MANDATE_DATABASE_URL": settings.database_url,
         "MANDATE_FGA_API_URL": settings.fga_api_url,
         "MANDATE_DEMO_API_DELAY": str(delay),
+        "MANDATE_RUN_LEASE_SECONDS": "3",
     }
     log = (Path(settings.data_dir) / f"serve-{port}.log").open("ab")
     process = subprocess.Popen([sys.executable, "-m", "mandate.cli.main", "serve"], env=env, stdout=log, stderr=log)
@@ -84,12 +85,13 @@ def test_ticket_effect_survives_kill_between_commit_and_response_exactly_once(
     assert _tickets(db, thread) == 1
 
     with _service(stack_settings, port, delay=0), httpx.Client(base_url=url, timeout=60) as client:
-        state = client.get(f"/threads/{thread}/state", headers=bearer(alice)).json()
-        assert state["next"] == ["tool_executor"]
-        assert client.get(f"/threads/{thread}", headers=bearer(alice)).json()["status"] == "error"
-        continued = client.post(f"/threads/{thread}/runs/wait", json={}, headers=bearer(alice))
-        assert continued.status_code == 200, continued.text
-        assert "create_ticket: done" in last_answer(continued.json())
+        # The dead process's lease expires; the restarted one takes the run over from its last
+        # checkpoint (the tool executor runs again, with the same idempotency key) and finishes it.
+        killed = client.get(f"/threads/{thread}/runs", headers=bearer(alice)).json()[0]
+        values = client.get(f"/threads/{thread}/runs/{killed['run_id']}/join", headers=bearer(alice)).json()
+        assert "create_ticket: done" in last_answer(values)
+        assert client.get(f"/threads/{thread}/runs/{killed['run_id']}", headers=bearer(alice)).json()["status"] == "success"
+        assert client.get(f"/threads/{thread}", headers=bearer(alice)).json()["status"] == "idle"
     assert _tickets(db, thread) == 1
     started = db.execute(
         "SELECT count(*) FROM mandate.audit_records WHERE thread_id = %s AND event = 'tool.started'", (thread,)

@@ -1,12 +1,14 @@
-"""Liveness and RFC 9728 protected-resource metadata."""
+"""Liveness, readiness and RFC 9728 protected-resource metadata."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from mandate.api.deps import ServicesDep
+from mandate.runtime.readiness import readiness
 
 __all__ = ["router"]
 
@@ -17,6 +19,17 @@ router = APIRouter(tags=["meta"])
 async def ok() -> dict[str, bool]:
     """Liveness."""
     return {"ok": True}
+
+
+@router.get("/ready")
+async def ready(request: Request, services: ServicesDep) -> JSONResponse:
+    """Readiness: 200 when Postgres, OpenFGA and every trusted issuer's JWKS answer and the replica is
+    not draining; otherwise 503 ``not_ready`` naming the checks (a load balancer stops sending it work)."""
+    checks = await readiness(services, draining=request.app.state.worker.draining)
+    if all(checks.values()):
+        return JSONResponse({"ready": True, "checks": checks})
+    failed = ", ".join(name for name, ok in checks.items() if not ok)
+    return JSONResponse({"code": "not_ready", "message": f"Not ready: {failed}.", "checks": checks}, status_code=503)
 
 
 @router.get("/info")

@@ -1,8 +1,11 @@
 """Runs on threads (``/threads/{id}/runs…``) and stateless runs (``/runs``, ``/runs/wait``, ``/runs/stream``, ``/runs/batch``).
 
-Answers carry the reference server's ``Content-Location`` (the run) and, for waits and streams,
-``Location`` (where to rejoin it). A stateless run's thread is the caller's, so its locations are
-the thread's: addressable by its owner until the run ends and the thread is deleted.
+Every run is queued and executed by a worker of any replica; these routes create runs and follow
+them through their event log, so any replica serves any of them. Answers carry the reference
+server's ``Content-Location`` (the run) and, for waits and streams, ``Location`` (where to rejoin
+it); streamed events carry their ``id``, so a client reconnects with ``Last-Event-ID``. A stateless
+run's thread is the caller's, so its locations are the thread's: addressable by its owner until the
+run ends and the thread is deleted.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, get_args
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Header, Query, Request, Response
 from sse_starlette.sse import EventSourceResponse
 
 from mandate.auth import Principal
@@ -20,9 +23,10 @@ from mandate.errors import AppError
 from mandate.api.deps import BearerToken, CurrentPrincipal, Runs, ServicesDep
 from mandate.runtime.errors import ThreadNotFoundError, UnsupportedOptionError
 from mandate.api.limits import PageLimit, PageOffset
-from mandate.runtime.runs import RunEvent, RunManager
+from mandate.runtime.run_events import StoredEvent
+from mandate.runtime.runs import RunManager
 from mandate.runtime.services import Services
-from mandate.api.schemas import RunCreate, RunPublic, RunsCancel, RunStatus, StreamMode
+from mandate.api.schemas import CancelAction, RunCreate, RunPublic, RunsCancel, RunStatus, StreamMode
 
 __all__ = ["router"]
 
@@ -52,10 +56,13 @@ def _locations(run: dict[str, Any], rejoin: str | None) -> dict[str, str]:
     return headers
 
 
-async def _as_sse(run_id: str, events: AsyncIterator[RunEvent]) -> AsyncIterator[dict[str, str]]:
+async def _as_sse(run_id: str, events: AsyncIterator[StoredEvent]) -> AsyncIterator[dict[str, str]]:
     try:
         async for event in events:
-            yield {"event": event.event, "data": json.dumps(event.data, default=str)}
+            sent = {"event": event.event, "data": json.dumps(event.data, default=str)}
+            if event.seq:
+                sent["id"] = str(event.seq)
+            yield sent
     except AppError as exc:  # after the stream started, an error is an event, never a trace
         yield {"event": "error", "data": json.dumps({"error": exc.code, "message": exc.message})}
     except Exception as exc:  # noqa: BLE001  (the same for a failure we did not foresee)
@@ -63,24 +70,21 @@ async def _as_sse(run_id: str, events: AsyncIterator[RunEvent]) -> AsyncIterator
         yield {"event": "error", "data": json.dumps({"error": "internal_error", "message": "Internal error."})}
 
 
-def _sse(
-    runs: RunManager, run: dict[str, Any], body: RunCreate, caller: Principal, token: str, *, temporary: bool = False
-) -> EventSourceResponse:
-    events = runs.events(run, body=body, caller=caller, token=token, temporary=temporary)
+def _sse(runs: RunManager, run: dict[str, Any], body: RunCreate) -> EventSourceResponse:
     headers = {**_locations(run, "stream"), "Cache-Control": "no-store"}
-    return EventSourceResponse(_as_sse(run["run_id"], events), headers=headers)
+    return EventSourceResponse(_as_sse(run["run_id"], runs.stream(run, on_disconnect=body.on_disconnect)), headers=headers)
 
 
 @router.post("/threads/{thread_id}/runs/wait")
 async def run_wait(
-    thread_id: str, body: RunCreate, response: Response, principal: CurrentPrincipal, token: BearerToken,
-    services: ServicesDep, runs: Runs,
+    thread_id: str, body: RunCreate, request: Request, response: Response, principal: CurrentPrincipal,
+    token: BearerToken, services: ServicesDep, runs: Runs,
 ) -> dict[str, Any]:
     """Start a run (``input``), resume one (``command.resume``) or continue one (neither); wait for it."""
     await _owned_thread(services, principal, thread_id, body)
-    run = await runs.create(thread_id=thread_id, body=body, caller=principal)
+    run = await runs.create(thread_id=thread_id, body=body, caller=principal, token=token)
     response.headers.update(_locations(run, "join"))
-    return await runs.wait(run, body=body, caller=principal, token=token)
+    return await runs.wait(run, on_disconnect=body.on_disconnect, disconnected=request.is_disconnected)
 
 
 @router.post("/threads/{thread_id}/runs/stream")
@@ -89,8 +93,8 @@ async def run_stream(
 ) -> EventSourceResponse:
     """Like ``/runs/wait``, streamed as server-sent events in the requested stream modes."""
     await _owned_thread(services, principal, thread_id, body)
-    run = await runs.create(thread_id=thread_id, body=body, caller=principal)
-    return _sse(runs, run, body, principal, token)
+    run = await runs.create(thread_id=thread_id, body=body, caller=principal, token=token)
+    return _sse(runs, run, body)
 
 
 @router.post("/threads/{thread_id}/runs", response_model=RunPublic)
@@ -98,10 +102,9 @@ async def run_background(
     thread_id: str, body: RunCreate, response: Response, principal: CurrentPrincipal, token: BearerToken,
     services: ServicesDep, runs: Runs,
 ) -> dict[str, Any]:
-    """Start a run in the background; poll it, join it or cancel it."""
+    """Queue a run; poll it, join it or cancel it (from any replica)."""
     await _owned_thread(services, principal, thread_id, body)
-    run = await runs.create(thread_id=thread_id, body=body, caller=principal)
-    runs.start(run, body=body, caller=principal, token=token)
+    run = await runs.create(thread_id=thread_id, body=body, caller=principal, token=token)
     response.headers.update(_locations(run, None))
     return run
 
@@ -133,57 +136,73 @@ async def delete_run(thread_id: str, run_id: str, principal: CurrentPrincipal, s
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join")
 async def join_run(thread_id: str, run_id: str, principal: CurrentPrincipal, services: ServicesDep, runs: Runs) -> dict[str, Any]:
-    """Wait for a background run; the thread's values."""
+    """Wait for a run; the thread's values."""
     await services.threads.get(principal, thread_id)
     return await runs.join(thread_id, run_id)
+
+
+def _last_event_id(value: str | None) -> int | None:
+    """The ``Last-Event-ID`` of a reconnect: a run event's ``id`` (its place in the run's log)."""
+    if value is None or not value.strip():
+        return None
+    if not value.strip().isdigit() or len(value.strip()) > 9:
+        raise UnsupportedOptionError("Last-Event-ID must be the id of an event of this run's stream.")
+    return int(value.strip())
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream")
 async def join_run_stream(
     thread_id: str, run_id: str, principal: CurrentPrincipal, services: ServicesDep, runs: Runs,
     stream_mode: Annotated[list[str] | None, Query(max_length=len(STREAM_MODES))] = None,
+    cancel_on_disconnect: bool = False,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
 ) -> EventSourceResponse:
-    """The run's events from now on while it executes in this process, then ``end`` (no replay)."""
+    """Rejoin a run's stream: after ``Last-Event-ID`` (a reconnect) or from now on, then ``end``."""
     asked = [m for m in stream_mode or () if m]  # the SDK sends an empty value for "every mode"
     unknown = sorted(set(asked) - set(STREAM_MODES))
     if unknown:
         raise UnsupportedOptionError(f"stream_mode {unknown[0][:32]!r} is not a stream mode.")
+    after = _last_event_id(last_event_id)
     await services.threads.get(principal, thread_id)
     await runs.get(thread_id, run_id)
     modes = {"messages" if m == "messages-tuple" else m for m in asked} or None
-    return EventSourceResponse(_as_sse(run_id, runs.join_stream(thread_id, run_id, modes=modes)), headers={"Cache-Control": "no-store"})
+    events = runs.join_stream(thread_id, run_id, modes=modes, last_event_id=after, cancel_on_disconnect=cancel_on_disconnect)
+    return EventSourceResponse(_as_sse(run_id, events), headers={"Cache-Control": "no-store"})
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel", response_model=RunPublic)
-async def cancel_run(thread_id: str, run_id: str, principal: CurrentPrincipal, services: ServicesDep, runs: Runs) -> dict[str, Any]:
-    """Cancel a background run; the thread can be continued from its last checkpoint."""
+async def cancel_run(
+    thread_id: str, run_id: str, principal: CurrentPrincipal, services: ServicesDep, runs: Runs,
+    action: CancelAction = "interrupt", wait: bool = False,  # noqa: ARG001  (cancelling always waits until the run stopped)
+) -> dict[str, Any]:
+    """Cancel a run on whichever replica executes it; ``interrupt`` keeps its checkpoints, ``rollback`` deletes them."""
     await services.threads.get(principal, thread_id)
-    return await runs.cancel(thread_id, run_id)
+    return await runs.cancel(thread_id, run_id, action=action)
 
 
 @router.post("/runs/cancel", status_code=204)
-async def cancel_runs(body: RunsCancel, principal: CurrentPrincipal, services: ServicesDep, runs: Runs) -> Response:
-    """Cancel the caller's background runs, by thread and ids or by status (others' runs are never touched).
+async def cancel_runs(
+    body: RunsCancel, principal: CurrentPrincipal, services: ServicesDep, runs: Runs, action: CancelAction = "interrupt"
+) -> Response:
+    """Cancel the caller's runs, by thread and ids or by status (others' runs are never touched).
 
     A thread named in the body must be the caller's (404 ``thread_not_found`` otherwise); run ids
     that are not theirs are skipped.
     """
     if body.thread_id is not None:
         await services.threads.get(principal, str(body.thread_id))
-    await runs.cancel_many(principal, thread_id=body.thread_id, run_ids=body.run_ids, status=body.status)
+    await runs.cancel_many(principal, thread_id=body.thread_id, run_ids=body.run_ids, status=body.status, action=action)
     return Response(status_code=204)
 
 
-async def _stateless(services: Services, principal: Principal) -> str:
-    row = await services.threads.create(principal, thread_id=None, metadata={"stateless": True})
-    return str(row["thread_id"])
-
-
-async def _stateless_run(services: Services, runs: RunManager, principal: Principal, body: RunCreate) -> dict[str, Any]:
+async def _stateless_run(
+    services: Services, runs: RunManager, principal: Principal, token: str, body: RunCreate
+) -> dict[str, Any]:
     """A run on a new temporary thread of the caller's; the thread goes if the run is refused."""
-    thread_id = await _stateless(services, principal)
+    row = await services.threads.create(principal, thread_id=None, metadata={"stateless": True})
+    thread_id = str(row["thread_id"])
     try:
-        return await runs.create(thread_id=thread_id, body=body, caller=principal)
+        return await runs.create(thread_id=thread_id, body=body, caller=principal, token=token, temporary=True)
     except BaseException:
         await services.threads.delete(principal, thread_id)
         raise
@@ -191,12 +210,13 @@ async def _stateless_run(services: Services, runs: RunManager, principal: Princi
 
 @router.post("/runs/wait")
 async def stateless_wait(
-    body: RunCreate, response: Response, principal: CurrentPrincipal, token: BearerToken, services: ServicesDep, runs: Runs
+    body: RunCreate, request: Request, response: Response, principal: CurrentPrincipal, token: BearerToken,
+    services: ServicesDep, runs: Runs,
 ) -> dict[str, Any]:
     """A run on a temporary thread, deleted when the run ends (unless it paused)."""
-    run = await _stateless_run(services, runs, principal, body)
+    run = await _stateless_run(services, runs, principal, token, body)
     response.headers.update(_locations(run, "join"))
-    return await runs.wait(run, body=body, caller=principal, token=token, temporary=True)
+    return await runs.wait(run, on_disconnect=body.on_disconnect, disconnected=request.is_disconnected)
 
 
 @router.post("/runs/stream")
@@ -204,8 +224,8 @@ async def stateless_stream(
     body: RunCreate, principal: CurrentPrincipal, token: BearerToken, services: ServicesDep, runs: Runs
 ) -> EventSourceResponse:
     """A streamed run on a temporary thread, deleted when the run ends (unless it paused)."""
-    run = await _stateless_run(services, runs, principal, body)
-    return _sse(runs, run, body, principal, token, temporary=True)
+    run = await _stateless_run(services, runs, principal, token, body)
+    return _sse(runs, run, body)
 
 
 @router.post("/runs", response_model=RunPublic)
@@ -213,8 +233,7 @@ async def stateless_background(
     body: RunCreate, response: Response, principal: CurrentPrincipal, token: BearerToken, services: ServicesDep, runs: Runs
 ) -> dict[str, Any]:
     """A background run on a temporary thread, deleted when the run ends (unless it paused)."""
-    run = await _stateless_run(services, runs, principal, body)
-    runs.start(run, body=body, caller=principal, token=token, temporary=True)
+    run = await _stateless_run(services, runs, principal, token, body)
     response.headers.update(_locations(run, None))
     return run
 
@@ -224,15 +243,15 @@ async def stateless_batch(
     bodies: Annotated[list[RunCreate], Body(min_length=1, max_length=MAX_BATCH)],
     principal: CurrentPrincipal, token: BearerToken, services: ServicesDep, runs: Runs,
 ) -> list[dict[str, Any]]:
-    """Several background runs, each on its own temporary thread (at most ``MAX_BATCH``)."""
-    created: list[tuple[dict[str, Any], RunCreate]] = []
+    """Several background runs, each on its own temporary thread (at most ``MAX_BATCH``); all or none."""
+    created: list[dict[str, Any]] = []
     try:
         for body in bodies:
-            created.append((await _stateless_run(services, runs, principal, body), body))
+            created.append(await _stateless_run(services, runs, principal, token, body))
     except BaseException:
-        for run, _ in created:  # all or nothing: the runs already recorded never start
+        for run in created:  # all or nothing: the runs already queued are rolled back with their threads
+            await runs.cancel(run["thread_id"], run["run_id"], action="rollback")
             await services.threads.delete(principal, run["thread_id"])
+            await services.checkpointer.adelete_thread(run["thread_id"])
         raise
-    for run, body in created:
-        runs.start(run, body=body, caller=principal, token=token, temporary=True)
-    return [run for run, _ in created]
+    return created
