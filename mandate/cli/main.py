@@ -183,7 +183,10 @@ def _serve(settings: Settings, *, otlp_traces_endpoint: str | None = None) -> No
             app, host=settings.host, port=settings.port, log_level="info",
             timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace_seconds)),
         )
-        DrainingServer(config).run()
+        try:
+            DrainingServer(config).run()
+        except KeyboardInterrupt:  # Ctrl-C: uvicorn re-raises it once it has shut down, as uvicorn.run swallows it
+            pass
     finally:
         tracer_provider.shutdown()  # flush batched spans
 

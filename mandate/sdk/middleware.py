@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 from langchain.agents.middleware import AgentMiddleware, AgentState
 from langchain_core.messages import ToolMessage
+from langgraph.errors import GraphBubbleUp
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.runtime import Runtime
 from langgraph.types import Command
@@ -94,6 +95,8 @@ class MandateGate(AgentMiddleware[GatedAgentState, GraphContext]):
 
     async def _gated(self, ctx: GraphContext, state: MandateState, request: ToolCallRequest, handler: Handler) -> ToolMessage:
         call = request.tool_call
+        if state.get("principal") is None:  # only a graph invoked outside Mandate's server gets here
+            return _refusal(call, "denied", "requester_unknown")
         try:
             spec = ctx.tools.get(call["name"])
             args = spec.validate_args(call["args"])
@@ -121,7 +124,7 @@ class MandateGate(AgentMiddleware[GatedAgentState, GraphContext]):
             with running_with(CallCredentials(token=delegated, idempotency_key=key)):
                 try:
                     message = await handler(run)
-                except (AuthError, ToolError):
+                except (AuthError, ToolError, GraphBubbleUp):
                     raise
                 except Exception as exc:  # the tool's own failure, reported without its text
                     raise ToolError(f"{spec.name} failed.", code="tool_failed") from exc
@@ -137,9 +140,8 @@ class MandateGate(AgentMiddleware[GatedAgentState, GraphContext]):
 
     async def _grant_refusal(self, ctx: GraphContext, state: MandateState, spec: ToolSpec) -> str | None:
         """Why the requester or this agent may not use ``spec`` at all, or ``None``."""
-        requester = state.get("principal")
-        if requester is None:
-            return "requester_unknown"
+        requester = state["principal"]
+        assert requester is not None  # checked by _gated
         try:
             user_may, agent_may = await ctx.authz.batch_check(
                 [
