@@ -149,8 +149,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         removes="The record of processing no longer names the token vault, a store of personal data.",
         path="docs/record-of-processing.md",
         original=(
-            "| requester token while others decide | `mandate.token_vault` (AES-256-GCM) | the user's access"
-            " token, encrypted | its expiry (minutes), or erasure |\n"
+            "| requester token while others decide, or while a run is queued | `mandate.token_vault` (AES-256-GCM) |"
+            " the user's access token, encrypted | its expiry (minutes), the end of the queued run, or erasure |\n"
         ),
         replacement="",
     ),

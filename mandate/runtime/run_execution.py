@@ -274,6 +274,8 @@ class RunExecutor:
         except LeaseLostError:
             _log.warning("run %s: lease lost to another replica; stopped here", run_id)
         except AppError as exc:
+            # The cause's class only (a dependency's words, never a token): what an operator needs to act on.
+            _log.warning("run %s failed: %s (%s)", run_id, exc.code, type(exc.__cause__).__name__ if exc.__cause__ else "-")
             await self._finish_failed(row, lease, {"error": exc.code, "message": exc.message})
         except Exception as exc:  # noqa: BLE001  (a run never leaves its thread busy, whatever failed)
             _log.error("run %s failed: %s", run_id, type(exc).__name__)
