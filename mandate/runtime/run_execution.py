@@ -45,7 +45,7 @@ from mandate.runtime.fenced_saver import LeaseFencedSaver
 from mandate.runtime.run_events import RunEventLog
 from mandate.runtime.run_worker import RunLease
 from mandate.runtime.services import Services
-from mandate.runtime.sessions import issued_at
+from mandate.runtime.sessions import TokenRevokedError, issued_at
 from mandate.runtime.webhooks import WebhookSender
 from mandate.api.schemas import RunCreate
 
@@ -393,6 +393,12 @@ class RunExecutor:
             return
         kinds = {interrupt_kind(i.value) for i in snapshot.interrupts}
         if kinds & set(WAITS_FOR_OTHERS) and caller.same_subject(requester):
+            # A run that began before an operator cut its user off must not put the token back into
+            # the vault the cut-off emptied: check again, right before sealing it.
+            try:
+                await self._services.sessions.check_not_revoked(caller, issued_at=issued_at(token))
+            except TokenRevokedError:
+                return
             await self._services.vault.put(
                 issuer=caller.issuer, subject=caller.subject, thread_id=thread_id, token=token, expires_at=caller.expires_at
             )

@@ -148,9 +148,10 @@ def test_stolen_session_cookie_stops_working_when_an_operator_revokes_its_owner(
             assert db.execute(
                 "SELECT count(*) FROM mandate.ui_sessions WHERE subject = 'bob' AND revoked_at IS NULL"
             ).fetchone() == (0,)
-            assert db.execute(
-                "SELECT count(*) FROM mandate.token_vault WHERE issuer = %s AND subject = 'bob'", (issuer,)
-            ).fetchone() == (0,)
+            kept = db.execute(
+                "SELECT thread_id, expires_at FROM mandate.token_vault WHERE issuer = %s AND subject = 'bob'", (issuer,)
+            ).fetchall()
+            assert kept == [], kept
 
         assert not _signed_in(thief, bob), "a restore never brings an old session back"
     status = db.execute("SELECT status FROM mandate.tool_calls WHERE id = %s", (approval_id,)).fetchone()
