@@ -145,8 +145,10 @@ def test_stolen_session_cookie_stops_working_when_an_operator_revokes_its_owner(
             )
             assert decision.status_code == 401
             assert _signed_in(client, carol), "another user's session (another tenant) is unaffected"
+            # Users are issuer-qualified: bob of another issuer (another app on this database) is not cut off.
             assert db.execute(
-                "SELECT count(*) FROM mandate.ui_sessions WHERE subject = 'bob' AND revoked_at IS NULL"
+                "SELECT count(*) FROM mandate.ui_sessions WHERE issuer = %s AND subject = 'bob' AND revoked_at IS NULL",
+                (issuer,),
             ).fetchone() == (0,)
             kept = db.execute(
                 "SELECT thread_id, expires_at FROM mandate.token_vault WHERE issuer = %s AND subject = 'bob'", (issuer,)
