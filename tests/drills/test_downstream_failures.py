@@ -26,7 +26,8 @@ ATTEMPT_TIMEOUT_S = 0.5
 """The client's timeout in these drills: a ``hang`` step outlives it, so the attempt times out."""
 BACKOFF_S = 0.01
 """Short backoff: the drills prove what is retried, not how long it waits."""
-TOKEN = DelegatedToken(access_token="eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln", audience="", scopes=(), expires_at=0)
+TOKEN = DelegatedToken(access_token="delegated-token-for-the-drill", audience="", scopes=(), expires_at=0)
+"""An opaque stand-in: the downstream here never verifies it, and the test checks it is never echoed."""
 KEY = "thread-1:call_1"
 ARGS = {"title": "VPN is down in Berlin", "description": ""}
 
