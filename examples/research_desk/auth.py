@@ -19,6 +19,6 @@ async def anyone_may_read(ctx: Auth.types.AuthContext, value: dict) -> bool:
 
 
 @auth.on.threads.create_run
-async def desk_runs_only(ctx: Auth.types.AuthContext, value: dict) -> bool:
-    """This deployment runs the desk's graph only, though Mandate also serves its built-in ones."""
+async def the_desk_as_shipped(ctx: Auth.types.AuthContext, value: dict) -> bool:
+    """Runs take the desk as shipped: not an assistant a tenant's admin configured from it."""
     return value["assistant_id"] == "desk"

@@ -11,7 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mandate.auth.dev_issuer import DEMO_USERS, DEV_CLI_CLIENT_ID, TOKEN_EXCHANGE_GRANT, DevClient, create_dev_issuer_app
-from mandate.devstack.demo_apis import demo_apis_router
+from mandate.devstack.demo_apis import demo_api_verifiers, demo_apis_router
 from mandate.api.errors import install_error_handlers
 from mandate.api.limits import BodySizeLimit
 from mandate.api.routes import approvals, assistants, audit, audit_page, meta, runs, threads, ui, ui_oidc
@@ -65,9 +65,9 @@ class ApiCors:
             await self._cors(scope, receive, send)
 
 
-def _dev_clients(settings: Settings, project: Project | None) -> list[DevClient]:
+def _dev_clients(settings: Settings, project: Project) -> list[DevClient]:
     """The dev issuer's clients: the CLI, and each agent with every tool API as an exchange audience."""
-    project_tools = project.tool_specs() if project else []
+    project_tools = project.tool_specs()
     audiences = (settings.tickets_api_url, settings.payments_api_url, *(t.audience for t in project_tools if t.audience))
     scopes = ("tickets:write", "payments:write", *(s for t in project_tools for s in t.scopes))
     agents = [
@@ -101,6 +101,8 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider) -> FastAP
             open_run_engine(services) as engine,
         ):
             app.state.services = services
+            if settings.dev_issuer:
+                app.state.demo_api_verifiers = demo_api_verifiers(services)
             app.state.runs = engine.runs
             app.state.worker = engine.worker
             yield

@@ -1,21 +1,13 @@
-"""The built-in graphs, assembled from the public SDK and the built-in nodes."""
+"""The built-in graphs: a project like any other (``langgraph.json`` and ``mandate.yaml`` in this folder),
+assembled from the public SDK and the built-in nodes, and served when no other project is named."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+from pathlib import Path as _Path
 
-from mandate.graphs.builder import ASSISTANT_ID, SUPERVISOR_ID, assemble_single, assemble_supervisor
+from mandate.graphs.builder import single, supervisor
 
-if _TYPE_CHECKING:
-    from langgraph.checkpoint.base import BaseCheckpointSaver
-    from langgraph.graph.state import CompiledStateGraph
+__all__ = ["BUILT_IN_PROJECT", "single", "supervisor"]
 
-__all__ = ["ASSISTANT_ID", "SUPERVISOR_ID", "assemble_single", "assemble_supervisor", "build_graphs"]
-
-
-def build_graphs(*, checkpointer: BaseCheckpointSaver | None = None) -> dict[str, CompiledStateGraph]:
-    """The compiled graphs by assistant id (``mandate``, ``supervisor``), sharing ``checkpointer``."""
-    return {
-        ASSISTANT_ID: assemble_single(checkpointer=checkpointer),
-        SUPERVISOR_ID: assemble_supervisor(checkpointer=checkpointer),
-    }
+BUILT_IN_PROJECT = _Path(__file__).resolve().parent / "langgraph.json"
+"""The built-in project's ``langgraph.json``: what Mandate serves when ``MANDATE_PROJECT`` is not set."""

@@ -1,14 +1,16 @@
-"""Graph assembly: the single pipeline and the multi-agent supervisor, from the same nodes."""
+"""The built-in graphs' assembly: the single pipeline and the multi-agent supervisor, from the same nodes.
+
+They are builders (``StateGraph``), named in this folder's ``langgraph.json``: Mandate serves them
+like any project's graphs, compiled with its checkpointer.
+"""
 
 from __future__ import annotations
 
 import functools
 from typing import Any
 
-from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
-from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from mandate.sdk import GraphContext, MandateState, vocabulary
@@ -23,12 +25,7 @@ from mandate.sdk import (
     responder_node,
 )
 
-__all__ = ["ASSISTANT_ID", "SUPERVISOR_ID", "assemble_single", "assemble_supervisor"]
-
-ASSISTANT_ID = "mandate"
-"""The id clients use for the single-pipeline graph (``assistant_id``)."""
-SUPERVISOR_ID = "supervisor"
-"""The id of the multi-agent supervisor graph."""
+__all__ = ["single", "supervisor"]
 
 RETRIEVER = vocabulary.agent("retriever")
 EXECUTOR = vocabulary.agent("executor")
@@ -84,7 +81,7 @@ def _approval_flow(graph: StateGraph, *, executor: str, after: str) -> None:
     graph.add_edge("tool_executor", after)
 
 
-def assemble_single(*, checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
+def single() -> StateGraph:
     """``mandate``: one pipeline; the retriever agent reads, the executor agent acts."""
     graph = _graph()
     _add(
@@ -100,7 +97,7 @@ def assemble_single(*, checkpointer: BaseCheckpointSaver | None = None) -> Compi
     graph.add_edge("retriever", "step_up")
     _approval_flow(graph, executor=EXECUTOR, after="responder")
     graph.add_edge("responder", END)
-    return graph.compile(checkpointer=checkpointer, name=ASSISTANT_ID)
+    return graph
 
 
 def _route(state: MandateState) -> str:
@@ -109,7 +106,7 @@ def _route(state: MandateState) -> str:
     return "research" if state.get("question") else "responder"
 
 
-def assemble_supervisor(*, checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
+def supervisor() -> StateGraph:
     """``supervisor``: routes each request to a specialised agent, run as a subgraph.
 
     The research agent (``agent:researcher``) retrieves with its own, narrower grants; the
@@ -135,4 +132,4 @@ def assemble_supervisor(*, checkpointer: BaseCheckpointSaver | None = None) -> C
     graph.add_edge("research", "responder")
     graph.add_edge("operations", "responder")
     graph.add_edge("responder", END)
-    return graph.compile(checkpointer=checkpointer, name=SUPERVISOR_ID)
+    return graph

@@ -29,7 +29,6 @@ from psycopg.types.json import Jsonb
 from mandate._db import Pool
 from mandate.auth import Authorizer, Principal, Relationship
 from mandate.auth import vocabulary as fga
-from mandate.graphs import ASSISTANT_ID, SUPERVISOR_ID
 from mandate.contract.state import GraphContext, MandateState
 from mandate.runtime import queries
 from mandate.runtime.errors import (
@@ -62,10 +61,6 @@ MAX_VERSIONS: Final = 1_000
 MAX_RECURSION_LIMIT: Final = 100
 """The highest ``recursion_limit`` an assistant may set (LangGraph's default is 25)."""
 SYSTEM_CREATED_AT: Final = datetime(2026, 1, 1, tzinfo=UTC)
-DESCRIPTIONS: Final = {
-    ASSISTANT_ID: "Plans, retrieves authorized context, asks for step-up and consent, calls tools with delegated tokens.",
-    SUPERVISOR_ID: "Routes each request to a research agent or an operations agent, each with its own identity and grants.",
-}
 
 CONTROL_FIELDS: Final = frozenset(
     {
@@ -144,7 +139,7 @@ def settable_schema(graph: CompiledStateGraph) -> tuple[dict[str, Any], dict[str
 
     ``config`` takes ``tags``, a bounded ``recursion_limit`` and the ``configurable`` keys the graph
     declares (the built-in graphs declare none: their runtime context is Mandate's). ``context``
-    takes the fields a graph's context type adds to :class:`~mandate.graphs.GraphContext` (none for
+    takes the fields a graph's context type adds to :class:`~mandate.contract.GraphContext` (none for
     the built-in graphs).
     """
     context_type = graph.builder.context_schema
@@ -241,10 +236,13 @@ _ORDER_COLUMNS = {
 class AssistantStore:
     """The tenant's assistants in Postgres plus the system assistants of the served graphs."""
 
-    def __init__(self, *, pool: Pool, authz: Authorizer, graphs: Mapping[str, CompiledStateGraph]) -> None:
+    def __init__(
+        self, *, pool: Pool, authz: Authorizer, graphs: Mapping[str, CompiledStateGraph], descriptions: Mapping[str, str]
+    ) -> None:
         self._pool = pool
         self._authz = authz
         self._graphs = graphs
+        self._descriptions = descriptions
 
     def system(self, graph_id: str) -> Assistant:
         """The system assistant of a served graph.
@@ -258,7 +256,7 @@ class AssistantStore:
             assistant_id=assistant_uuid(graph_id),
             graph_id=graph_id,
             name=graph_id,
-            description=DESCRIPTIONS.get(graph_id),
+            description=self._descriptions.get(graph_id),
             config={},
             context={},
             metadata={"created_by": "system"},
@@ -329,7 +327,7 @@ class AssistantStore:
             "metadata": Jsonb(dict(metadata)),
             "system_ids": [uuid.UUID(assistant_uuid(g)) for g in graphs],
             "system_graphs": graphs,
-            "system_descriptions": [DESCRIPTIONS.get(g) for g in graphs],
+            "system_descriptions": [self._descriptions.get(g) for g in graphs],
             "system_created_at": SYSTEM_CREATED_AT,
         }
 

@@ -11,6 +11,7 @@ operator's environment wins over a file in the repository. A factory is called o
 
     tools:                       # every tool an agent may call; an unlisted tool is denied
       - name: create_ticket
+        args_schema: tickets.schemas:CreateTicket       # optional: a pydantic model the arguments must fit
         audience: https://tickets.example.com/tickets   # the API's URL and token audience
         scopes: [tickets:write]
         sensitivity: write       # read | write | financial
@@ -52,7 +53,7 @@ from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.pregel import Pregel
 from langgraph_sdk import Auth
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ImportString, SecretStr, ValidationError, model_validator
 
 from mandate.auth import Relationship, StepUpRequirement
 from mandate.runtime.errors import ProjectError
@@ -121,12 +122,15 @@ class ToolPolicy(BaseModel):
     approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
     mcp: McpToolRef | None = None
     """A tool of a remote MCP server; its ``audience`` is then the server's URL."""
+    args_schema: ImportString[type[BaseModel]] | None = None
+    """``module:Model``, a pydantic model the arguments must fit before anyone decides on them (an
+    approver then sees them normalised); none: the tool validates its arguments when it runs."""
 
     def spec(self) -> ToolSpec:
         return ToolSpec(
             name=self.name,
             description=self.description,
-            args_schema=None,
+            args_schema=self.args_schema,
             audience=self.audience,
             relation=self.relation,
             scopes=tuple(self.scopes),
@@ -204,6 +208,8 @@ class Project:
     """The project's own ``Auth`` handlers (``auth`` in ``langgraph.json``): they narrow, never widen."""
     graphs: Mapping[str, Any]
     """Graph id → what the spec named (compiled graph, builder or factory), not yet bound to a checkpointer."""
+    descriptions: Mapping[str, str]
+    """Graph id → the ``description`` its spec gives, if any (shown as its assistant's description)."""
     policies: ProjectPolicies
 
     def tool_specs(self) -> list[ToolSpec]:
@@ -236,8 +242,8 @@ class Project:
         """(agent name, tool name) for every tool an agent may invoke."""
         return [(agent, tool) for agent, policy in self.policies.agents.items() for tool in policy.tools]
 
-    async def compiled(self, checkpointer: BaseCheckpointSaver) -> dict[str, CompiledStateGraph]:
-        """Every graph compiled (or copied) with ``checkpointer``; factories are called now."""
+    async def compiled(self, checkpointer: BaseCheckpointSaver | None) -> dict[str, CompiledStateGraph]:
+        """Every graph compiled (or copied) with ``checkpointer`` (none: the host server's applies); factories are called now."""
         with serving_mcp_servers(self.mcp_servers()):  # for McpTools("<server>") in the graphs' code
             return {graph_id: await _compiled(graph_id, source, checkpointer, self.root) for graph_id, source in self.graphs.items()}
 
@@ -261,25 +267,25 @@ def _read_config(path: Path) -> dict[str, Any]:
 _VARIABLE = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
 
 
-def _expand(path: Path, value: Any, key: str) -> Any:
-    """``value`` with every ``${NAME}`` in its strings read from the environment."""
+def _expand(path: Path, value: Any, key: str, variables: Mapping[str, str]) -> Any:
+    """``value`` with every ``${NAME}`` in its strings read from ``variables``."""
     if isinstance(value, dict):
-        return {k: _expand(path, v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        return {k: _expand(path, v, f"{key}.{k}" if key else str(k), variables) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(path, v, f"{key}.{i}") for i, v in enumerate(value)]
+        return [_expand(path, v, f"{key}.{i}", variables) for i, v in enumerate(value)]
     if isinstance(value, str):
         for name in _VARIABLE.findall(value):
-            if name not in os.environ:
+            if name not in variables:
                 raise _fail(path, key, f"${{{name}}} is not set", f"set the environment variable {name}")
-        return _VARIABLE.sub(lambda m: os.environ[m.group(1)], value)
+        return _VARIABLE.sub(lambda m: variables[m.group(1)], value)
     return value
 
 
-def _read_policies(path: Path) -> ProjectPolicies:
+def _read_policies(path: Path, settings: Mapping[str, str]) -> ProjectPolicies:
     if not path.exists():
         return ProjectPolicies()
     try:
-        raw = _expand(path, yaml.safe_load(path.read_text()) or {}, "")
+        raw = _expand(path, yaml.safe_load(path.read_text()) or {}, "", {**os.environ, **settings})
         return ProjectPolicies.model_validate(raw)
     except yaml.YAMLError as exc:
         raise _fail(path, "(file)", f"not valid YAML ({type(exc).__name__})", "correct the YAML syntax") from None
@@ -345,7 +351,7 @@ def _auth(root: Path, config_path: Path, spec: Any) -> ProjectAuth | None:
     return ProjectAuth(handler)
 
 
-async def _compiled(graph_id: str, source: Any, checkpointer: BaseCheckpointSaver, root: Path) -> CompiledStateGraph:
+async def _compiled(graph_id: str, source: Any, checkpointer: BaseCheckpointSaver | None, root: Path) -> CompiledStateGraph:
     graph = source
     if callable(graph) and not isinstance(graph, (Pregel, StateGraph)):
         graph = graph(RunnableConfig(configurable={})) if inspect.signature(graph).parameters else graph()
@@ -360,12 +366,13 @@ async def _compiled(graph_id: str, source: Any, checkpointer: BaseCheckpointSave
     raise ProjectError(f"{root}: graphs.{graph_id}: {type(graph).__name__} is not a graph. Fix: export a compiled graph, a StateGraph or a factory.")
 
 
-def load_project(config_path: Path, *, reserved: frozenset[str] = frozenset()) -> Project:
+def load_project(config_path: Path, *, settings: Mapping[str, str] | None = None) -> Project:
     """Read ``langgraph.json`` and the ``mandate.yaml`` beside it; import the graphs' modules.
 
     Args:
         config_path: The project's ``langgraph.json``.
-        reserved: Graph ids already taken (the built-in graphs).
+        settings: Mandate's resolved settings a ``${NAME}`` in ``mandate.yaml`` may read
+            (``MANDATE_PUBLIC_URL`` …); they win over the environment, which holds the same names unresolved.
 
     Raises:
         ProjectError: Anything wrong, naming the file, the key and the fix.
@@ -373,14 +380,18 @@ def load_project(config_path: Path, *, reserved: frozenset[str] = frozenset()) -
     config_path = config_path.resolve()
     config = _read_config(config_path)
     root = config_path.parent
-    policies = _read_policies(root / MANDATE_FILE)
     _apply_env(config_path, config.get("env"))
     for dependency in config.get("dependencies", []):
         folder = (root / dependency).resolve()
         if folder.is_dir() and str(folder) not in sys.path:
             sys.path.append(str(folder))
-    taken = sorted(set(config["graphs"]) & reserved)
-    if taken:
-        raise _fail(config_path, "graphs", f"{taken} are built-in graph ids", "rename those graphs")
+    policies = _read_policies(root / MANDATE_FILE, settings or {})  # after dependencies: it may name their models
     graphs = {graph_id: _import(root, config_path, f"graphs.{graph_id}", spec) for graph_id, spec in config["graphs"].items()}
-    return Project(root=root, auth=_auth(root, config_path, config.get("auth")), graphs=graphs, policies=policies)
+    descriptions = {
+        graph_id: spec["description"]
+        for graph_id, spec in config["graphs"].items()
+        if isinstance(spec, dict) and isinstance(spec.get("description"), str)
+    }
+    return Project(
+        root=root, auth=_auth(root, config_path, config.get("auth")), graphs=graphs, descriptions=descriptions, policies=policies
+    )

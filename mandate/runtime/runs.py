@@ -20,7 +20,6 @@ from psycopg.types.json import Jsonb
 
 from mandate.auth import Principal
 from mandate.errors import AppError
-from mandate.graphs import ASSISTANT_ID
 from mandate.runtime import queries
 from mandate.runtime.assistants import Assistant, AssistantStore, assistant_uuid
 from mandate.runtime.errors import RunFailedError, RunInProgressError, RunNotFoundError, ThreadBusyError
@@ -78,7 +77,7 @@ class RunManager:
         self._webhooks = webhooks
         self.events = events
         """The runs' event log (shared with the worker)."""
-        self.assistants = AssistantStore(pool=services.pool, authz=services.authz, graphs=services.graphs)
+        self.assistants = AssistantStore(pool=services.pool, authz=services.authz, graphs=services.graphs, descriptions=services.graph_descriptions)
         """The assistants runs resolve (the same store the ``/assistants`` routes use)."""
         self.executor = RunExecutor(services=services, assistants=self.assistants, events=events, webhooks=webhooks)
         """What the worker calls with each run it claims."""
@@ -108,11 +107,13 @@ class RunManager:
         if body.webhook is not None:
             self._webhooks.check(body.webhook)
         requested = await self.assistants.get(caller.tenant, body.assistant_id) if body.assistant_id else None
-        graph_id = await threads.bind(thread_id, requested.graph_id if requested else None, default=ASSISTANT_ID)
+        graph_id = await threads.bind(thread_id, requested.graph_id if requested else None, default=services.default_graph)
         snapshot = await services.graphs[graph_id].aget_state(thread_config(thread_id))
         graph_input(snapshot, body, caller)  # reject a malformed request before anything is recorded
         if services.project_auth is not None:  # the project's own handler may narrow what Mandate allowed
-            value = {"thread_id": thread_id, "assistant_id": graph_id, "kwargs": body.model_dump(mode="json", exclude_none=True)}
+            # As the LangGraph server gives it: the assistant the client named (graph id or UUID).
+            named = body.assistant_id or graph_id
+            value = {"thread_id": thread_id, "assistant_id": named, "kwargs": body.model_dump(mode="json", exclude_none=True)}
             metadata = await threads.metadata_of(thread_id)
             await services.project_auth.check(caller, "threads", "create_run", value, metadata=metadata)
         if requested is not None:

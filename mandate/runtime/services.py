@@ -28,7 +28,7 @@ from mandate.auth import (
     ensure_store_and_model,
     open_fga_client,
 )
-from mandate.graphs import ASSISTANT_ID, SUPERVISOR_ID, build_graphs
+from mandate.graphs import BUILT_IN_PROJECT
 from mandate.nodes import LlmPlanner, LlmResponder, OfflinePlanner, OfflineResponder
 from mandate.contract.state import Planner, Responder
 from mandate.retrieval import AuthorizedRetriever, Ingestor, OpenFgaDirectory, build_embeddings
@@ -41,11 +41,9 @@ from mandate.runtime.project import Project, load_project
 from mandate.runtime.project_auth import ProjectAuth
 from mandate.runtime.settings import DEV_SECRET_PLACEHOLDER, AgentClientSettings, ConfigurationError, Settings
 from mandate.runtime.threads import ThreadStore
-from mandate.tools import ToolRegistry, demo_tools
+from mandate.tools import ToolRegistry
 
-__all__ = ["BUILT_IN_GRAPHS", "MODEL_PATH", "Services", "agent_clients", "graph_of", "open_services", "project_of", "trusted_issuers"]
-
-BUILT_IN_GRAPHS = (ASSISTANT_ID, SUPERVISOR_ID)
+__all__ = ["MODEL_PATH", "Services", "agent_clients", "graph_of", "open_services", "project_of", "trusted_issuers"]
 
 MODEL_PATH = Path(__file__).resolve().parent.parent / "auth" / "model.fga"
 
@@ -57,7 +55,9 @@ class Services:
     settings: Settings
     pool: Pool
     graphs: dict[str, CompiledStateGraph]
-    """Compiled graphs by assistant (graph) id."""
+    """The project's compiled graphs by graph id; the first is the default of a thread's first run."""
+    graph_descriptions: dict[str, str]
+    """What the project says each graph does (its system assistant's description)."""
     checkpointer: AsyncPostgresSaver
     """Where every graph keeps its checkpoints."""
     verifier: TokenVerifier
@@ -77,17 +77,20 @@ class Services:
     pseudonymize: Pseudonymizer
     tracer: trace.Tracer
     threads: ThreadStore
-    resource_verifiers: dict[str, TokenVerifier]
-    """Verifiers of the demo resource servers, by API name (``tickets``, ``payments``)."""
     sessions: SessionStore
     """The approver page's sessions and the operator's revocation check."""
     project_auth: ProjectAuth | None = None
     """The served project's own auth handlers, consulted after Mandate's checks (narrow only)."""
 
+    @property
+    def default_graph(self) -> str:
+        """The graph a thread's first run takes when it names none: the project's first."""
+        return next(iter(self.graphs))
+
 
 def graph_of(services: Services, thread: dict[str, Any]) -> CompiledStateGraph:
-    """The graph a thread runs (the default graph until its first run)."""
-    return services.graphs[thread.get("assistant_id") or ASSISTANT_ID]
+    """The graph a thread runs (the project's first graph until its first run)."""
+    return services.graphs[thread.get("assistant_id") or services.default_graph]
 
 
 def trusted_issuers(settings: Settings) -> list[TrustedIssuer]:
@@ -119,19 +122,24 @@ def _models(settings: Settings) -> tuple[Planner, Responder]:
     return LlmPlanner(chat), LlmResponder(chat)
 
 
-def project_of(settings: Settings) -> Project | None:
-    """The project ``settings`` serve (``MANDATE_PROJECT``), loaded and checked; ``None`` if none."""
-    return load_project(settings.project, reserved=frozenset(BUILT_IN_GRAPHS)) if settings.project else None
+def project_of(settings: Settings) -> Project:
+    """The project ``settings`` serve (``MANDATE_PROJECT``, else the built-in graphs), loaded and checked."""
+    resolved = {
+        "MANDATE_PUBLIC_URL": settings.public_url,
+        "MANDATE_TICKETS_API_URL": settings.tickets_api_url,
+        "MANDATE_PAYMENTS_API_URL": settings.payments_api_url,
+    }
+    return load_project(settings.project or BUILT_IN_PROJECT, settings=resolved)
 
 
-def agent_clients(settings: Settings, project: Project | None) -> dict[str, AgentClientSettings]:
+def agent_clients(settings: Settings, project: Project) -> dict[str, AgentClientSettings]:
     """Every agent's OAuth client: the configured ones and the project's.
 
     Raises:
         ConfigurationError: A project agent shares a configured agent's name, or has no secret in production.
     """
     clients = dict(settings.agents)
-    for name, client in (project.agent_clients() if project else {}).items():
+    for name, client in project.agent_clients().items():
         if name in clients:
             raise ConfigurationError(f"mandate.yaml: agents.{name}: the name is taken by MANDATE_AGENTS. Fix: rename the agent.")
         if settings.env == "prod" and client.client_secret.get_secret_value() == DEV_SECRET_PLACEHOLDER:
@@ -189,18 +197,14 @@ async def open_services(
         directory = OpenFgaDirectory(client=fga)
         issuers = trusted_issuers(settings)
         planner, responder = _models(settings)
-        tools = ToolRegistry(
-            [
-                *demo_tools(tickets_api_url=settings.tickets_api_url, payments_api_url=settings.payments_api_url),
-                *(project.tool_specs() if project else []),
-            ]
-        )
+        tools = ToolRegistry(project.tool_specs())
         vault = TokenVaultStore(pool=pool, secret=settings.vault_key.get_secret_value().encode())
         audit_log = AuditLog(pool=pool, signer=audit_signer(settings))
         services = Services(
             settings=settings,
             pool=pool,
-            graphs={**build_graphs(checkpointer=checkpointer), **(await project.compiled(checkpointer) if project else {})},
+            graphs=await project.compiled(checkpointer),
+            graph_descriptions=dict(project.descriptions),
             checkpointer=checkpointer,
             verifier=TokenVerifier(issuers=issuers, audience=settings.audience, http=http),
             authz=authz,
@@ -227,19 +231,14 @@ async def open_services(
             pseudonymize=Pseudonymizer(settings.pseudonym_key.get_secret_value().encode()),
             tracer=tracer,
             threads=ThreadStore(pool=pool, max_per_user=settings.max_threads_per_user),
-            resource_verifiers={
-                "tickets": TokenVerifier(issuers=issuers, audience=settings.tickets_api_url, http=http),
-                "payments": TokenVerifier(issuers=issuers, audience=settings.payments_api_url, http=http),
-            },
             sessions=SessionStore(pool=pool, vault=vault),
-            project_auth=project.auth if project else None,
+            project_auth=project.auth,
         )
-        if project:
-            await authz.write(
-                writes=[Relationship(vocabulary.agent(agent), vocabulary.INVOKER, vocabulary.tool(tool)) for agent, tool in project.invoker_grants()]
-            )
-            if settings.seed_demo and settings.dev_issuer:
-                await authz.write(writes=project.dev_grants())
+        grants = [Relationship(vocabulary.agent(agent), vocabulary.INVOKER, vocabulary.tool(tool)) for agent, tool in project.invoker_grants()]
+        if settings.seed_demo and settings.dev_issuer:
+            grants += project.dev_grants()
+        if grants:
+            await authz.write(writes=grants)
         if settings.seed_demo and settings.dev_issuer:
             await seed_demo_world(authz=authz, ingestor=services.ingestor)
         yield services

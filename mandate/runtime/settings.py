@@ -186,8 +186,8 @@ class Settings(BaseSettings):
     max_threads_per_user: int = Field(default=10_000, ge=1)
     """Most threads one user may keep at once; creating another answers 429 ``thread_quota_exceeded``."""
     project: Path | None = None
-    """A project's ``langgraph.json``: its graphs are served beside the built-in ones, under the
-    policies of the ``mandate.yaml`` beside it (``mandate serve --config``)."""
+    """The project's ``langgraph.json``: its graphs are served under the policies of the ``mandate.yaml``
+    beside it (``mandate serve --config``). Unset: the built-in graphs' project (``mandate/graphs``)."""
     run_workers: int = Field(default=8, ge=0, le=256)
     """Runs one replica executes at once; ``0`` makes an API-only replica (it queues runs for the others)."""
     run_lease_seconds: float = Field(default=20.0, ge=2.0, le=600.0)

@@ -30,17 +30,18 @@ from typing_extensions import TypedDict
 
 from mandate.audit import build_tracer_provider
 from mandate.auth import IssuerUnavailableError, Principal, TokenError, TokenVerifier
-from mandate.graphs import ASSISTANT_ID, SUPERVISOR_ID, build_graphs
 from mandate.contract.state import GraphContext, MandateState
 from mandate.runtime.runs import context_for
-from mandate.runtime.services import Services, open_services, trusted_issuers
+from mandate.runtime.services import Services, open_services, project_of, trusted_issuers
 from mandate.runtime.settings import Settings
 
 __all__ = ["SERVICES_CLOSED", "SERVICES_OPENED", "StudioServices", "app", "auth", "mandate", "supervisor"]
 
 logger = logging.getLogger(__name__)
 
+ASSISTANT_ID, SUPERVISOR_ID = "mandate", "supervisor"
 STUDIO_GRAPHS = (ASSISTANT_ID, SUPERVISOR_ID)
+"""The built-in project's graphs (``mandate/graphs/langgraph.json``)."""
 SERVICES_OPENED = "Mandate's services are open for this server process"
 """Logged once per process, when the first graph request opens the services."""
 SERVICES_CLOSED = "Mandate's services are closed"
@@ -205,7 +206,7 @@ class StudioServices:
         )
         self._loop = asyncio.get_running_loop()
         logger.info("%s (pid %d)", SERVICES_OPENED, os.getpid())
-        inner = build_graphs(checkpointer=None)  # the LangGraph server's checkpointer applies
+        inner = await project_of(self._settings).compiled(None)  # the LangGraph server's checkpointer applies
         return {graph_id: _outer(services, graph_id, inner[graph_id]) for graph_id in STUDIO_GRAPHS}
 
     async def aclose(self) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from mandate.auth import StepUpRequirement
 from mandate.auth import vocabulary as fga
@@ -17,15 +17,11 @@ from mandate.tools.errors import InvalidToolArgsError, UnknownToolError
 
 __all__ = [
     "ApprovalPolicy",
-    "CreateTicketArgs",
     "EditRule",
-    "SearchDocumentsArgs",
-    "SendPaymentArgs",
     "ToolRegistry",
     "ToolSpec",
     "args_hash",
     "decision_refusal",
-    "demo_tools",
 ]
 
 
@@ -40,32 +36,6 @@ class ApprovalPolicy(StrEnum):
 
 EditRule = Literal["any", "decrease", "increase"]
 """How an approver may change one argument without sending the call back to the requester."""
-
-
-class SearchDocumentsArgs(BaseModel):
-    """Search the documents the user may read."""
-
-    model_config = ConfigDict(extra="forbid")
-    query: str = Field(min_length=1, max_length=2000)
-
-
-class CreateTicketArgs(BaseModel):
-    """Open a ticket in the tickets system."""
-
-    model_config = ConfigDict(extra="forbid")
-    title: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=4000)
-    priority: Literal["low", "normal", "high"] = "normal"
-
-
-class SendPaymentArgs(BaseModel):
-    """Send a payment from the company account."""
-
-    model_config = ConfigDict(extra="forbid")
-    amount: float = Field(gt=0, le=1_000_000)
-    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
-    recipient: str = Field(min_length=1, max_length=200)
-    reference: str = Field(default="", max_length=200)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -185,42 +155,3 @@ class ToolRegistry:
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._specs.values())
-
-
-MFA_WITHIN_5_MINUTES = StepUpRequirement(acr="urn:mandate:acr:mfa", max_age=300)
-
-
-def demo_tools(*, tickets_api_url: str, payments_api_url: str) -> ToolRegistry:
-    """The demo world's tools."""
-    return ToolRegistry(
-        [
-            ToolSpec(
-                name="search_documents",
-                description="Search the documents the user may read and answer from them.",
-                args_schema=SearchDocumentsArgs,
-                audience=None,
-            ),
-            ToolSpec(
-                name="create_ticket",
-                description="Open a ticket in the tickets system on the user's behalf.",
-                args_schema=CreateTicketArgs,
-                audience=tickets_api_url,
-                scopes=("tickets:write",),
-                sensitivity="write",
-                approval=ApprovalPolicy.USER_CONSENT,
-                approval_ttl=24 * 3600,
-            ),
-            ToolSpec(
-                name="send_payment",
-                description="Send a payment from the company account.",
-                args_schema=SendPaymentArgs,
-                audience=payments_api_url,
-                scopes=("payments:write",),
-                sensitivity="financial",
-                step_up=MFA_WITHIN_5_MINUTES,
-                approval=ApprovalPolicy.APPROVER,
-                approval_ttl=3600,
-                editable={"amount": "decrease", "reference": "any"},
-            ),
-        ]
-    )

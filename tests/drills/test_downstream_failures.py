@@ -15,12 +15,13 @@ from mandate.api.app import create_app
 from mandate.audit import build_tracer_provider
 from mandate.auth import DelegatedToken
 from mandate.runtime.settings import DevSettings, Settings
-from mandate.tools import DownstreamError, ToolSpec, call_downstream, demo_tools
+from mandate.tools import DownstreamError, ToolSpec, call_downstream
 from mandate.tools.downstream import DOWNSTREAM_ATTEMPTS
 from tests.drills.flaky_api import FlakyApi, flaky_api
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.threads import ask, last_answer, new_thread, resume
 from tests.utils.tokens import login
+from tests.utils.built_in import built_in_tools
 
 ATTEMPT_TIMEOUT_S = 0.5
 """The client's timeout in these drills: a ``hang`` step outlives it, so the attempt times out."""
@@ -39,7 +40,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 def _tickets(url: str) -> ToolSpec:
-    return demo_tools(tickets_api_url=url, payments_api_url=url).get("create_ticket")
+    return built_in_tools(tickets_api_url=url, payments_api_url=url).get("create_ticket")
 
 
 async def _call(http: httpx.AsyncClient, url: str) -> dict[str, object]:

@@ -75,14 +75,19 @@ def test_the_projects_auth_handler_narrows_but_cannot_widen(desk_url: str, sdk: 
     refused = httpx.post(f"{desk_url}/threads", json={}, headers=bearer(login(desk_url, "carol")), timeout=30)
     assert refused.status_code == 403 and refused.json()["code"] == "project_auth_refused"
     thread, _ = _ask(sdk("alice"), CONTRACTS)
-    # A run of another graph than the desk's is refused by the project's handler, after Mandate allowed it.
-    alice = bearer(login(desk_url, "alice"))
-    thread = httpx.post(f"{desk_url}/threads", json={}, headers=alice, timeout=30).json()["thread_id"]
+    # A run of an assistant bob (an assistant admin) configured from the desk: Mandate allows it, the
+    # project's handler refuses it.
+    bob = bearer(login(desk_url, "bob"))
+    configured = httpx.post(f"{desk_url}/assistants", headers=bob, timeout=30, json={"graph_id": "desk", "name": "desk, tuned"})
+    assert configured.status_code == 200, configured.text
+    thread = httpx.post(f"{desk_url}/threads", json={}, headers=bob, timeout=30).json()["thread_id"]
     run = httpx.post(
-        f"{desk_url}/threads/{thread}/runs/wait", headers=alice, timeout=30,
-        json={"assistant_id": "mandate", "input": {"messages": [{"role": "user", "content": CONTRACTS}]}},
+        f"{desk_url}/threads/{thread}/runs/wait", headers=bob, timeout=30,
+        json={"assistant_id": configured.json()["assistant_id"], "input": {"messages": [{"role": "user", "content": CONTRACTS}]}},
     )
     assert run.status_code == 403 and run.json()["code"] == "project_auth_refused"
+    alice = bearer(login(desk_url, "alice"))
+    thread = httpx.post(f"{desk_url}/threads", json={}, headers=alice, timeout=30).json()["thread_id"]
     # The handler says anyone may read any thread; Mandate's owner check decides first.
     foreign = httpx.get(f"{desk_url}/threads/{thread}", headers=bearer(login(desk_url, "dave")), timeout=30)
     assert foreign.status_code == 404

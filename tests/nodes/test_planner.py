@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from mandate.audit import redact
 from mandate.nodes import OfflinePlanner
 from mandate.contract.state import Plan
-from mandate.tools import demo_tools
+from tests.utils.built_in import built_in_tools
 
-TOOLS = demo_tools(tickets_api_url="http://t", payments_api_url="http://p")
+TOOLS = built_in_tools()
 MAX_MESSAGE_CHARS = 20_000
 """The longest message the HTTP edge accepts."""
 

@@ -110,7 +110,8 @@ def test_env_of_the_project_never_overrides_the_operators(tmp_path: Path, monkey
         ({"g": "./missing.py:graph"}, POLICIES, ["graphs.g", "missing.py not found"]),
         ({"g": "./graphs.py:nothing"}, POLICIES, ["graphs.g", "no 'nothing'"]),
         ({"g": "../outside.py:graph"}, POLICIES, ["graphs.g", "outside the project folder"]),
-        ({"mandate": "./graphs.py:builder"}, POLICIES, ["graphs", "built-in graph ids", "rename"]),
+        ({"g": "./graphs.py:builder"}, "tools: [{name: t, args_schema: 'nowhere.at_all:Model'}]", ["mandate.yaml", "tools.0.args_schema"]),
+        ({"g": "./graphs.py:builder"}, "tools: [{name: t, args_schema: 'os.path:join'}]", ["mandate.yaml", "tools.0.args_schema", "subclass of BaseModel"]),
         ({"g": "./graphs.py:builder"}, "tools: [{name: x, secret: y}]", ["mandate.yaml", "tools.0.secret", "Fix:"]),
         ({"g": "./graphs.py:builder"}, "agents: {a: {client_id: c, client_secret: s}}", ["mandate.yaml", "agents.a.client_secret"]),
         ({"g": "./graphs.py:builder"}, "agents: {a: {client_id: c, tools: [ghost]}}", ["mandate.yaml", "ghost", "no entry under tools"]),
@@ -129,7 +130,7 @@ def test_a_wrong_project_is_refused_naming_file_key_and_fix(
     if "outside" in str(graphs):
         (tmp_path / "outside.py").write_text("graph = None\n")
     with pytest.raises(ProjectError) as refused:
-        load_project(config, reserved=frozenset({"mandate", "supervisor"}))
+        load_project(config)
     for name in names:
         assert name in refused.value.message
 
