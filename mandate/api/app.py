@@ -11,6 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mandate.auth.dev_issuer import DEMO_USERS, DEV_CLI_CLIENT_ID, TOKEN_EXCHANGE_GRANT, DevClient, create_dev_issuer_app
+from mandate.devstack.demo import seed_demo_world
 from mandate.devstack.demo_apis import demo_api_verifiers, demo_apis_router
 from mandate.api.errors import install_error_handlers
 from mandate.api.limits import BodySizeLimit
@@ -103,6 +104,8 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider) -> FastAP
             app.state.services = services
             if settings.dev_issuer:
                 app.state.demo_api_verifiers = demo_api_verifiers(services)
+                if settings.seed_demo:
+                    await seed_demo_world(authz=services.authz, ingestor=services.ingestor)
             app.state.runs = engine.runs
             app.state.worker = engine.worker
             yield

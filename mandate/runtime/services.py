@@ -35,7 +35,6 @@ from mandate.retrieval import AuthorizedRetriever, Ingestor, OpenFgaDirectory, b
 from mandate.runtime import queries, sessions
 from mandate.runtime.ledger import CallLedgerStore
 from mandate.runtime.signing import audit_signer
-from mandate.devstack.demo import seed_demo_world
 from mandate.runtime.sessions import SessionStore
 from mandate.runtime.project import Project, load_project
 from mandate.runtime.project_auth import ProjectAuth
@@ -152,7 +151,7 @@ def agent_clients(settings: Settings, project: Project) -> dict[str, AgentClient
 async def open_services(
     settings: Settings, *, tracer_provider: TracerProvider, project: Project | None = None
 ) -> AsyncIterator[Services]:
-    """Open pools and clients, apply migrations, seed the demo world if asked; close all on exit.
+    """Open pools and clients, apply migrations, write the project's grants; close all on exit.
 
     ``settings.database_url`` and ``settings.fga_api_url`` must be resolved (the dev stack does
     that for the embedded defaults).
@@ -239,8 +238,6 @@ async def open_services(
             grants += project.dev_grants()
         if grants:
             await authz.write(writes=grants)
-        if settings.seed_demo and settings.dev_issuer:
-            await seed_demo_world(authz=authz, ingestor=services.ingestor)
         yield services
     finally:
         try:
