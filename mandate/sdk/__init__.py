@@ -9,7 +9,8 @@
 - :func:`api_tool`: a tool that POSTs its arguments to the API its policy names, with the
   delegated token and the call's idempotency key.
 - :func:`secured_tool_node` and :class:`GatedState`: the same gate as a node of a hand-built ``StateGraph``.
-- :func:`retrieve_authorized`: chunks the requester and the agent may both read (OpenFGA), nothing else.
+- :func:`retrieve_authorized`: chunks the requester and the agent may both read (OpenFGA), nothing else;
+  :class:`AuthorizedDocuments` is the same as a LangChain ``BaseRetriever``, :func:`authorized_search` as a ready tool.
 - :class:`McpTools`: the tools of a remote MCP server named in ``mandate.yaml``, listed and called
   with tokens exchanged for exactly that server (RFC 9728 discovery, RFC 8707 resource).
 - :func:`delegated_credentials`: inside a gated tool, the short-lived token for its API and the
@@ -43,10 +44,12 @@ from mandate.nodes import (
 from mandate.sdk.api_tool import api_tool, openapi_tools
 from mandate.sdk.credentials import CallCredentials, delegated_credentials
 from mandate.sdk.mcp import McpTools
+from mandate.sdk.retriever import AuthorizedDocuments, authorized_search
 from mandate.sdk.middleware import GatedAgentState, MandateGate
 from mandate.sdk.tool_node import GatedState, secured_tool_node
 
 __all__ = [
+    "AuthorizedDocuments",
     "CallCredentials",
     "ContextChunk",
     "GatedAgentState",
@@ -69,6 +72,7 @@ __all__ = [
     "ToolOutcome",
     "after_consent",
     "api_tool",
+    "authorized_search",
     "delegated_credentials",
     "make_consent",
     "make_planner",

@@ -21,15 +21,16 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @contextmanager
-def served_project(stack_settings: Settings, name: str, *, port: int, env: dict[str, str]) -> Iterator[str]:
-    """Mandate serving ``examples/<name>`` beside the built-in graphs at ``port``, with ``env`` set
-    while it runs (the project's ``${NAME}`` values); yields its URL."""
+def served_project(stack_settings: Settings, project: str | Path, *, port: int, env: dict[str, str]) -> Iterator[str]:
+    """Mandate serving ``examples/<project>`` (or the ``langgraph.json`` at a path) at ``port``, with ``env``
+    set while it runs (the project's ``${NAME}`` values); yields its URL."""
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
         settings = DevSettings(
             env="test", port=port, data_dir=stack_settings.data_dir, database_url=stack_settings.database_url,
-            fga_api_url=stack_settings.fga_api_url, project=EXAMPLES / name / "langgraph.json",
+            fga_api_url=stack_settings.fga_api_url,
+            project=project if isinstance(project, Path) else EXAMPLES / project / "langgraph.json",
         )
         with serve_in_thread(create_app(settings, tracer_provider=build_tracer_provider()), port=port) as url:
             yield url
