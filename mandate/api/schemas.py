@@ -1,6 +1,7 @@
 """HTTP bodies of the LangGraph-server-shaped API (pydantic at the edge only).
 
-Requests are ``XCreate`` / ``XPatch`` / ``XSearch``; answers are ``XPublic``. Fields of the
+Requests are ``XCreate`` / ``XPatch`` / ``XSearch``; answers are ``XPublic`` and the other answer
+models below: every JSON answer of a route has one (``tests/api/test_openapi.py`` keeps it so). Fields of the
 reference API that would let a client steer around a control raise
 :class:`~mandate.runtime.errors.ControlFieldRefusedError` from their validator (a typed error
 passes through pydantic untouched and is answered by the error map); options Mandate does not
@@ -14,27 +15,56 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from mandate.runtime.errors import ControlFieldRefusedError, UnsupportedOptionError
 from mandate.api.limits import MAX_OFFSET, MAX_PAGE, Metadata, ResumeValue
 
 __all__ = [
+    "ActorIdentity",
     "AssistantCount",
     "AssistantCreate",
     "AssistantLatest",
     "AssistantPatch",
     "AssistantPublic",
     "AssistantSearch",
+    "AssistantSelection",
     "AssistantVersionsSearch",
+    "AuditOpenCalls",
+    "AuditPage",
+    "AuditRecordPublic",
+    "AuditTimeline",
+    "CheckpointPublic",
+    "GraphEdge",
+    "GraphNode",
+    "GraphPublic",
+    "GraphSchemas",
+    "InterruptPublic",
+    "Liveness",
     "MessageIn",
+    "NotReady",
+    "ProtectedResourcePublic",
+    "Readiness",
     "RunCommand",
     "RunCreate",
     "RunInput",
     "RunPublic",
+    "RunValues",
     "RunsCancel",
+    "ServerFlags",
+    "ServerInfo",
     "StateUpdate",
     "StateUpdated",
+    "SubgraphSchemas",
+    "TaskPublic",
     "ThreadCount",
     "ThreadCreate",
     "ThreadPatch",
@@ -42,6 +72,8 @@ __all__ = [
     "ThreadPruned",
     "ThreadPublic",
     "ThreadSearch",
+    "ThreadSelection",
+    "ThreadState",
 ]
 
 MAX_MESSAGE_CHARS = 20_000
@@ -144,7 +176,7 @@ class StateUpdate(BaseModel):
 class StateUpdated(BaseModel):
     """The answer to ``POST /threads/{id}/state``: the checkpoint now current."""
 
-    checkpoint: dict[str, Any]
+    checkpoint: CheckpointPublic
 
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
@@ -414,3 +446,245 @@ class AssistantPublic(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+# Answers of the LangGraph server's shape beyond the resources above. Fields are declared in the
+# order the reference server writes them; a field that is sometimes absent on the wire has no
+# default in the body that builds it, and its route answers with ``response_model_exclude_unset``
+# so that it stays absent rather than appearing as ``null``.
+
+
+class ThreadSelection(BaseModel):
+    """A thread as ``POST /threads/search`` answers it: every field, or those ``select`` names."""
+
+    thread_id: str | None = None
+    status: ThreadStatus | None = None
+    metadata: dict[str, Any] | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    values: dict[str, Any] | None = None
+    interrupts: dict[str, Any] | None = None
+
+
+class CheckpointPublic(BaseModel):
+    """A checkpoint's address (LangGraph's ``configurable``); other keys LangGraph adds pass through."""
+
+    model_config = ConfigDict(extra="allow")
+    thread_id: str | None = None
+    checkpoint_ns: str | None = None
+    checkpoint_id: str | None = None
+    checkpoint_map: dict[str, Any] | None = None
+
+
+class InterruptPublic(BaseModel):
+    """One pending interrupt: its value (one of Mandate's typed payloads, or a graph's own) and id."""
+
+    value: Any
+    id: str | None = None
+
+
+class TaskPublic(BaseModel):
+    """A pending task of a thread's state; ``state`` is a subgraph task's own state when asked for."""
+
+    id: str
+    name: str
+    error: str | None = None
+    interrupts: list[InterruptPublic] = Field(default_factory=list)
+    checkpoint: CheckpointPublic | None = None
+    state: ThreadState | None = None
+    result: Any = None
+
+
+class ThreadState(BaseModel):
+    """A thread's state at a checkpoint (``/threads/{id}/state``, ``/history``)."""
+
+    values: dict[str, Any] | list[dict[str, Any]]
+    next: list[str]
+    tasks: list[TaskPublic]
+    interrupts: list[InterruptPublic]
+    metadata: dict[str, Any] | None
+    created_at: str | None
+    """As LangGraph wrote it in the checkpoint (ISO 8601)."""
+    checkpoint: CheckpointPublic
+    parent_checkpoint: CheckpointPublic | None
+
+
+class RunValues(BaseModel):
+    """What ``/runs/wait`` and ``/join`` answer: the thread's values, and ``__interrupt__`` when it paused.
+
+    The values are the graph's own state keys (for Mandate's graphs, ``messages`` and what the
+    nodes record), so any key is allowed; ``__interrupt__`` is typed.
+    """
+
+    model_config = ConfigDict(extra="allow", serialize_by_alias=True)
+    interrupt: list[InterruptPublic] | None = Field(default=None, alias="__interrupt__")
+
+    @model_serializer(mode="wrap")
+    def _interrupt_last(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]  # no return type: the schema stays the model's
+        """The values first and ``__interrupt__`` after them, as LangGraph writes it."""
+        body: dict[str, Any] = handler(self)
+        if "__interrupt__" in body:
+            body["__interrupt__"] = body.pop("__interrupt__")
+        return body
+
+
+class ServerFlags(BaseModel):
+    """What ``/info`` says the server offers."""
+
+    assistants: bool
+    crons: bool
+    langsmith: bool
+
+
+class ServerInfo(BaseModel):
+    """``GET /info``."""
+
+    version: str
+    flags: ServerFlags
+
+
+class Liveness(BaseModel):
+    """``GET /ok``."""
+
+    ok: bool
+
+
+class Readiness(BaseModel):
+    """``GET /ready`` when every check passed: the checks by name."""
+
+    ready: bool
+    checks: dict[str, bool]
+
+
+class NotReady(BaseModel):
+    """``GET /ready`` answering 503: Mandate's error body, with the checks by name."""
+
+    code: Literal["not_ready"]
+    message: str
+    checks: dict[str, bool]
+
+
+class ProtectedResourcePublic(BaseModel):
+    """This service's OAuth 2.0 protected resource metadata (RFC 9728)."""
+
+    resource: str
+    authorization_servers: list[str]
+    bearer_methods_supported: list[str]
+    scopes_supported: list[str]
+
+
+class AssistantSelection(BaseModel):
+    """An assistant as ``POST /assistants/search`` answers it: every field, or those ``select`` names."""
+
+    assistant_id: str | None = None
+    graph_id: str | None = None
+    name: str | None = None
+    description: str | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    version: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class GraphNode(BaseModel):
+    """A node of a drawn graph (LangChain's ``Graph.to_json``); ``type`` and ``data`` are absent for a bare node."""
+
+    id: str | int
+    type: str | None = None
+    data: Any = None
+    metadata: dict[str, Any] | None = None
+
+
+class GraphEdge(BaseModel):
+    """An edge of a drawn graph; ``data`` and ``conditional`` only when set."""
+
+    source: str | int
+    target: str | int
+    data: Any = None
+    conditional: bool | None = None
+
+
+class GraphPublic(BaseModel):
+    """``GET /assistants/{id}/graph``: the graph's nodes and edges."""
+
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+
+
+class SubgraphSchemas(BaseModel):
+    """JSON schemas of one subgraph."""
+
+    input_schema: dict[str, Any] | None
+    output_schema: dict[str, Any] | None
+    state_schema: dict[str, Any] | None
+
+
+class GraphSchemas(SubgraphSchemas):
+    """``GET /assistants/{id}/schemas``: the graph's schemas and what an assistant may set."""
+
+    graph_id: str
+    config_schema: dict[str, Any] | None
+    context_schema: dict[str, Any] | None
+
+
+# Audit.
+
+
+class ActorIdentity(BaseModel):
+    """Who an audit record's pseudonymous actor is: their issuer and subject."""
+
+    issuer: str
+    subject: str
+
+
+class AuditRecordPublic(BaseModel):
+    """One audit record as an auditor reads it; ``open`` only on ``tool.started``."""
+
+    id: str
+    tenant: str
+    seq: int
+    recorded_at: str
+    """ISO 8601, as written (``+00:00``)."""
+    event: str
+    actor: str
+    """The pseudonym (``psn_…``)."""
+    thread_id: str | None
+    agent: str | None
+    tool: str | None
+    tool_call_id: str | None
+    decision: str | None
+    detail: dict[str, Any]
+    trace_id: str | None
+    span_id: str | None
+    prev_hash: str
+    hash: str
+    open: bool | None = None
+    """``tool.started`` only: no ``tool.succeeded`` or ``tool.failed`` followed."""
+    actor_identity: ActorIdentity | None
+    """``None`` when the person was erased, or the directory entry does not recompute to the pseudonym."""
+
+
+class AuditPage(BaseModel):
+    """``GET /audit``: newest first; ``next_cursor`` names the next page, if there is one."""
+
+    records: list[AuditRecordPublic]
+    next_cursor: int | None
+
+
+class AuditTimeline(BaseModel):
+    """``GET /audit/threads/{id}/timeline``."""
+
+    thread_id: str
+    entries: list[AuditRecordPublic]
+    open_tool_calls: int
+
+
+class AuditOpenCalls(BaseModel):
+    """``GET /audit/open``."""
+
+    records: list[AuditRecordPublic]
+
+
+TaskPublic.model_rebuild()

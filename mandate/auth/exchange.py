@@ -1,8 +1,16 @@
 """The token broker: RFC 8693 token exchange for a tool call, done by authlib's OAuth 2 client.
 
 The subject is the user's access token, the actor is the agent (authenticated by its client
-credentials), the audience and scope are the tool's. The delegated token lives only in the
+credentials), the target and scope are the tool's. The delegated token lives only in the
 returned object, whose ``repr`` hides it; it is never written to state, logs or spans.
+
+**Naming the target.** A target that is an absolute ``http(s)`` URL (every tool API and MCP server
+of a project) is a resource: the request names it with RFC 8707 ``resource``, as RFC 8693 §2.1 and
+the MCP authorization spec ask, so the token is for exactly that resource. The same URL is sent as
+``audience`` too, because Keycloak 26's standard token exchange does not implement ``resource``
+(keycloak/keycloak#36870, open) and binds ``aud`` from ``audience`` only; an issuer that honours both
+must (and the dev issuer does) refuse a request whose two differ, so sending both asks for one
+thing. Any other target (a logical name) goes as ``audience`` alone.
 
 Delegated tokens are cached in memory per (issuer, user, actor, audience, scope) until shortly
 before they expire. The user is part of the key, so one user's token is never handed to another.
@@ -14,6 +22,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import httpx
 from authlib.common.errors import AuthlibBaseError
@@ -22,12 +31,18 @@ from opentelemetry import trace
 
 from mandate.auth.errors import TokenExchangeError
 
-__all__ = ["DelegatedToken", "TokenBroker"]
+__all__ = ["DelegatedToken", "TokenBroker", "is_resource", "target_parameters"]
 
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 REFRESH_MARGIN_SECONDS = 30.0
 """A cached delegated token is replaced when it has less than this left."""
+
+
+def is_resource(target: str) -> bool:
+    """Whether ``target`` is an RFC 8707 resource indicator: an absolute ``http(s)`` URL with a host and no fragment."""
+    parts = urlsplit(target)
+    return parts.scheme in ("https", "http") and bool(parts.netloc) and "#" not in target
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -37,8 +52,16 @@ class DelegatedToken:
     access_token: str = field(repr=False)
     """The bearer token; ``repr`` never shows it."""
     audience: str
+    """The target it was asked for (the ``resource`` and ``audience`` of the request, when a URL)."""
     scopes: tuple[str, ...]
     expires_at: float
+
+
+def target_parameters(target: str) -> dict[str, str]:
+    """The form parameters naming ``target`` in a token exchange (see the module docstring)."""
+    if is_resource(target):
+        return {"resource": target, "audience": target}
+    return {"audience": target}
 
 
 class TokenBroker:
@@ -75,7 +98,8 @@ class TokenBroker:
             subject_token: The user's access token.
             issuer: Issuer of the user's token (part of the cache key).
             subject: The user's ``sub`` (part of the cache key: never shared across users).
-            audience: The downstream API.
+            audience: The downstream API or MCP server; an absolute URL is asked for as a resource
+                (RFC 8707 ``resource``, repeated as ``audience``; see the module docstring).
             scopes: The scopes the call needs.
 
         Raises:
@@ -85,6 +109,7 @@ class TokenBroker:
         key = (issuer, subject, self._client_id, audience, scope)
         with self._tracer.start_as_current_span("mandate.token_exchange") as span:
             span.set_attribute("mandate.exchange.audience", audience)
+            span.set_attribute("mandate.exchange.resource", is_resource(audience))
             span.set_attribute("mandate.exchange.scopes", scope.split())
             span.set_attribute("mandate.exchange.actor", self._client_id)
             async with self._lock:
@@ -116,7 +141,7 @@ class TokenBroker:
                     grant_type=TOKEN_EXCHANGE_GRANT,
                     subject_token=subject_token,
                     subject_token_type=ACCESS_TOKEN_TYPE,
-                    audience=audience,
+                    **target_parameters(audience),
                     scope=scope,
                 )
             except AuthlibBaseError as exc:

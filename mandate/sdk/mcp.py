@@ -4,12 +4,14 @@
 
 The server is the one ``mandate.yaml`` configures under ``mcp_servers.notes``. At the first model
 call the server's protected resource metadata (RFC 9728) is checked (its ``resource`` must be the
-configured URL, its ``authorization_servers`` must include the caller's issuer, else
-``mcp_server_refused``), and its tools are listed with a token exchanged for exactly that resource
-(the caller as ``sub``, the agent as ``act``, the server's ``list_scopes``); the list is kept for
-the life of the process. Every call then passes the gate first (an MCP tool no policy names is
-denied as ``unknown_tool``) and is sent with the delegated token the gate exchanged for that
-call: never the user's own token, and never a token for another resource.
+configured URL, written canonically, and its ``authorization_servers`` must include the caller's
+issuer, else ``mcp_server_refused``), and its tools are listed with a token exchanged for exactly
+that resource: the request names the metadata's ``resource`` as RFC 8707 ``resource`` (see
+:mod:`mandate.auth.exchange`), with the caller as ``sub``, the agent as ``act`` and the server's
+``list_scopes``; the list is kept for the life of the process. Every call then passes the gate
+first (an MCP tool no policy names is denied as ``unknown_tool``) and is sent with the delegated
+token the gate exchanged for that call, only if it was asked for exactly that resource: never the
+user's own token, and never a token for another resource.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class McpTools(AgentMiddleware):
         self.agent = agent if agent.startswith("agent:") else fga.agent(agent)
         self._tools: dict[str, BaseTool] | None = None
         self._listing = asyncio.Lock()
+        self._resource = resource_of(self.server.url) if self.server is not None else None
+        """The server's resource identifier: every token sent to it must have been asked for exactly this."""
 
     @property
     def name(self) -> str:
@@ -100,10 +104,11 @@ class McpTools(AgentMiddleware):
         server = self.server
         async with self._listing:
             if self._tools is None:
-                await discover(server, trusted_issuers=[ctx.caller.issuer], http=ctx.downstream)
+                metadata = await discover(server, trusted_issuers=[ctx.caller.issuer], http=ctx.downstream)
+                self._resource = resource_of(str(metadata.resource))
                 token = await ctx.brokers[self.agent].exchange(
                     ctx.subject_token, issuer=ctx.caller.issuer, subject=ctx.caller.subject,
-                    audience=server.url, scopes=server.list_scopes,
+                    audience=self._resource, scopes=server.list_scopes,
                 )
                 listed = await list_tools(server, access_token=token.access_token)
                 self._tools = {t.name: t for t in to_langchain_tools(server, listed, authorize=self._authorize)}
@@ -113,7 +118,7 @@ class McpTools(AgentMiddleware):
         """Send the call with the gate's delegated token, only if it is for exactly this server."""
         credentials = delegated_credentials()
         token = credentials.token
-        if token is None or self.server is None or resource_of(token.audience) != resource_of(self.server.url):
+        if token is None or self._resource is None or token.audience != self._resource:
             raise ToolError(f"{request.name}: the call's delegated token is not for MCP server {self._server_name}.")
         headers = {"Authorization": f"Bearer {token.access_token}", "Idempotency-Key": credentials.idempotency_key}
         return await handler(request.override(headers=headers))

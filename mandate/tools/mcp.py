@@ -1,10 +1,11 @@
 """Remote MCP servers as a tool source: RFC 9728 discovery, listing, and LangChain tools over
 Streamable HTTP (``langchain-mcp-adapters``).
 
-A server is trusted only when its protected resource metadata names exactly the resource it is
-configured as and an authorization server we trust; only then is any token sent to it. Every
-request carries a token for exactly that resource (RFC 8707), obtained by token exchange; the
-caller supplies it per call through an interceptor, so a tool object never holds a token.
+A server is trusted only when it is configured by its canonical resource identifier, and its
+protected resource metadata names exactly that resource and an authorization server we trust;
+only then is any token sent to it. Every request carries a token for exactly that resource,
+obtained by token exchange naming it as RFC 8707 ``resource``; the caller supplies it per call
+through an interceptor, so a tool object never holds a token.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class McpServer:
     name: str
     """Its key under ``mcp_servers``."""
     url: str
-    """Its Streamable HTTP endpoint, which is also its resource identifier (the tokens' audience)."""
+    """Its Streamable HTTP endpoint, which is also its resource identifier (the tokens' ``resource``
+    and ``aud``); written canonically (see :func:`resource_of`), or :func:`discover` refuses it."""
     list_scopes: tuple[str, ...]
     """Scopes of the token that lists its tools."""
     tools: Mapping[str, str]
@@ -56,9 +58,13 @@ async def discover(server: McpServer, *, trusted_issuers: Collection[str], http:
     """The server's protected resource metadata, checked against its configuration.
 
     Raises:
-        McpServerRefusedError: No metadata, another resource, or no trusted authorization server.
+        McpServerRefusedError: A configured URL that is not its canonical resource identifier (the
+            gate's tokens for it would name another spelling than the server's), no metadata,
+            another resource, or no trusted authorization server.
     """
     key = f"mcp_servers.{server.name}"
+    if server.url != resource_of(server.url):
+        raise McpServerRefusedError(f"{key}: write its url as its canonical resource identifier, {resource_of(server.url)}.")
     metadata = None
     for url in build_protected_resource_metadata_discovery_urls(None, server.url):
         try:

@@ -49,7 +49,17 @@ TICKETER = DevClient(
     scopes=("tickets:create",),
     exchange_audiences=("tickets-api",),
 )
-CLIENTS = (CLI, EXECUTOR, TICKETER)
+NOTES_MCP = "https://notes.example.com/mcp"
+OTHER_MCP = "https://calendar.example.com/mcp"
+ASSISTANT = DevClient(
+    client_id="agent-assistant",
+    secret="assistant-secret",
+    grant_types=(TOKEN_EXCHANGE_GRANT,),
+    scopes=("tickets:create",),
+    exchange_audiences=(NOTES_MCP, OTHER_MCP, "tickets-api"),
+)
+"""An agent that may act for two MCP servers (resources) and one API named by a logical audience."""
+CLIENTS = (CLI, EXECUTOR, TICKETER, ASSISTANT)
 
 
 def _build_app(*, issuer_url: str, key_path: Path) -> FastAPI:
@@ -108,7 +118,7 @@ def _user_token(idp: httpx.Client, **form: str) -> str:
 
 
 def _exchange(
-    idp: httpx.Client, subject_token: str, *, client: DevClient = EXECUTOR, **form: str
+    idp: httpx.Client, subject_token: str, *, client: DevClient = EXECUTOR, **form: str | list[str] | None
 ) -> httpx.Response:
     data = {
         "grant_type": TOKEN_EXCHANGE_GRANT,
@@ -119,7 +129,8 @@ def _exchange(
     }
     auth = (client.client_id, client.secret) if client.secret is not None else None
     extra = {} if auth else {"client_id": client.client_id}
-    return idp.post("/token", data={**data, **extra, **form}, auth=auth)
+    sent = {k: v for k, v in {**data, **extra, **form}.items() if v is not None}  # None: leave the field out
+    return idp.post("/token", data=sent, auth=auth)
 
 
 def _assert_oauth_error(response: httpx.Response, error: str, *, status: int = 400) -> None:
@@ -322,6 +333,60 @@ def test_token_exchange_rejects_audience_not_allowed(idp: httpx.Client) -> None:
     response = _exchange(idp, _user_token(idp), client=TICKETER, audience="payments-api")
 
     _assert_oauth_error(response, "invalid_target")
+
+
+@pytest.mark.parametrize("audience", [None, NOTES_MCP], ids=["resource alone", "resource and the same audience"])
+def test_token_exchange_binds_aud_to_the_requested_resource(idp: httpx.Client, audience: str | None) -> None:
+    response = _exchange(idp, _user_token(idp), client=ASSISTANT, resource=NOTES_MCP, audience=audience)
+
+    assert response.status_code == 200, response.text
+    claims = _verify(idp, response.json()["access_token"]).claims
+    assert claims["aud"] == NOTES_MCP
+    assert claims["act"] == {"sub": ASSISTANT.client_id}
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        "https://notes.example.com/mcp#tools",  # a fragment (RFC 8707 §2)
+        "https://notes.example.com/mcp#",
+        "/mcp",  # relative
+        "notes.example.com/mcp",
+        "urn:mcp:notes",  # absolute, but not a URL of a server
+        "ftp://notes.example.com/mcp",
+        "https:///mcp",  # no host
+        "https://alice@notes.example.com/mcp",  # user info
+        " https://notes.example.com/mcp",
+    ],
+)
+def test_token_exchange_refuses_a_resource_that_is_not_an_absolute_url_without_fragment(idp: httpx.Client, resource: str) -> None:
+    response = _exchange(idp, _user_token(idp), client=ASSISTANT, resource=resource, audience=None)
+
+    _assert_oauth_error(response, "invalid_target")
+
+
+def test_token_exchange_refuses_a_resource_naming_a_server_the_agent_may_not_act_for(idp: httpx.Client) -> None:
+    for resource in ("https://evil.example.com/mcp", "https://notes.example.com/mcp/admin", "https://notes.example.com"):
+        response = _exchange(idp, _user_token(idp), client=ASSISTANT, resource=resource, audience=None)
+        _assert_oauth_error(response, "invalid_target")
+    response = _exchange(idp, _user_token(idp), resource=NOTES_MCP, audience=None)  # the executor may not act for it
+    _assert_oauth_error(response, "invalid_target")
+
+
+@pytest.mark.parametrize("audience", [OTHER_MCP, "tickets-api", NOTES_MCP + "/"])
+def test_token_exchange_refuses_a_resource_with_a_different_audience(idp: httpx.Client, audience: str) -> None:
+    """Both may name a target the agent may act for: the request is refused for naming two."""
+    response = _exchange(idp, _user_token(idp), client=ASSISTANT, resource=NOTES_MCP, audience=audience)
+
+    _assert_oauth_error(response, "invalid_request")
+
+
+def test_token_exchange_refuses_two_resources_or_none(idp: httpx.Client) -> None:
+    two = _exchange(idp, _user_token(idp), client=ASSISTANT, resource=[NOTES_MCP, OTHER_MCP], audience=None)
+    none = _exchange(idp, _user_token(idp), client=ASSISTANT, audience=None)
+
+    _assert_oauth_error(two, "invalid_request")
+    _assert_oauth_error(none, "invalid_request")
 
 
 def test_token_exchange_rejects_scope_escalation(idp: httpx.Client) -> None:

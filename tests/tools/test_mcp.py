@@ -4,7 +4,9 @@ rule that a call leaves only with a delegated token for exactly its server."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -71,6 +73,18 @@ async def test_discover_refuses_the_metadata_of_another_resource_on_the_same_hos
             await discover(_server(f"{base_url}/mcp"), trusted_issuers=[f"{base_url}/dev-idp"], http=http)
 
 
+@pytest.mark.parametrize("spelling", ["{url}/", "{url}#tools", "HTTP://127.0.0.1:{port}/mcp"])
+async def test_discover_refuses_a_server_configured_by_another_spelling_of_its_resource(
+    base_url: str, notes: NotesServer, spelling: str
+) -> None:
+    """The gate's tokens name the configured URL as their resource: it must be the canonical one."""
+    configured = spelling.format(url=notes.url, port=urlsplit(notes.url).port)
+    expected = f"mcp_servers.notes: write its url as its canonical resource identifier, {notes.url}."
+    async with httpx.AsyncClient() as http:
+        with pytest.raises(McpServerRefusedError, match=re.escape(expected)):
+            await discover(_server(configured), trusted_issuers=[f"{base_url}/dev-idp"], http=http)
+
+
 async def test_discover_refuses_a_server_without_metadata(base_url: str) -> None:
     with serve_in_thread(Starlette()) as bare:
         async with httpx.AsyncClient() as http:
@@ -93,6 +107,9 @@ async def test_the_notes_server_lists_for_a_token_delegated_for_it(base_url: str
     ("case", "changes"),
     [
         ("another resource", {"aud": "http://127.0.0.1:1/demo/tickets"}),
+        ("another MCP server on the same host", {"aud": "{url}2"}),
+        ("another spelling of its resource", {"aud": "{url}/"}),
+        ("its resource with a fragment", {"aud": "{url}#tools"}),
         ("no act (not delegated)", {"act": None}),
         ("another issuer", {"iss": "https://idp.attacker.example"}),
         ("expired", {"exp": 1}),
@@ -101,7 +118,7 @@ async def test_the_notes_server_lists_for_a_token_delegated_for_it(base_url: str
 def test_the_notes_server_refuses_a_token_not_delegated_for_it(
     base_url: str, stack_settings: Settings, notes: NotesServer, case: str, changes: dict[str, object]
 ) -> None:
-    claims = {"aud": notes.url, **changes}
+    claims = {"aud": notes.url, **{k: v.format(url=notes.url) if isinstance(v, str) else v for k, v in changes.items()}}
     key = dev_issuer_key(stack_settings.data_dir)
     token = _delegated(base_url, key, **{k: v for k, v in claims.items() if v is not None})
     if claims.get("act", "") is None:
@@ -134,6 +151,9 @@ def _mcp_tools(url: str) -> McpTools:
     ("case", "credentials"),
     [
         ("a token for another API", CallCredentials(token=DelegatedToken(access_token="tickets-token", audience="https://tickets.example.com/api", scopes=(), expires_at=0), idempotency_key="k")),
+        ("a token for another MCP server on the host", CallCredentials(token=DelegatedToken(access_token="t", audience="https://notes.example.com/mcp2", scopes=(), expires_at=0), idempotency_key="k")),
+        ("a token asked for another spelling", CallCredentials(token=DelegatedToken(access_token="t", audience="https://NOTES.example.com/mcp/", scopes=(), expires_at=0), idempotency_key="k")),
+        ("a token asked for a fragment", CallCredentials(token=DelegatedToken(access_token="t", audience="https://notes.example.com/mcp#x", scopes=(), expires_at=0), idempotency_key="k")),
         ("a call without a token", CallCredentials(token=None, idempotency_key="k")),
     ],
 )
@@ -165,7 +185,7 @@ async def test_an_mcp_call_carries_the_delegated_token_and_idempotency_key() -> 
         sent.append(request)
         return "done"
 
-    token = DelegatedToken(access_token="notes-token", audience="https://NOTES.example.com/mcp/", scopes=("notes:write",), expires_at=0)
+    token = DelegatedToken(access_token="notes-token", audience="https://notes.example.com/mcp", scopes=("notes:write",), expires_at=0)
     with running_with(CallCredentials(token=token, idempotency_key="thread:call")):
         assert await _mcp_tools("https://notes.example.com/mcp")._authorize(MCPToolCallRequest(name="add_note", args={}, server_name="notes"), server) == "done"
     [request] = sent

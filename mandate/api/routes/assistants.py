@@ -23,7 +23,11 @@ from mandate.api.schemas import (
     AssistantPatch,
     AssistantPublic,
     AssistantSearch,
+    AssistantSelection,
     AssistantVersionsSearch,
+    GraphPublic,
+    GraphSchemas,
+    SubgraphSchemas,
 )
 
 __all__ = ["router"]
@@ -60,7 +64,7 @@ async def create_assistant(body: AssistantCreate, principal: CurrentPrincipal, s
     return _public(assistant)
 
 
-@router.post("/search")
+@router.post("/search", response_model=list[AssistantSelection], response_model_exclude_unset=True)
 async def search_assistants(request: Request, response: Response, principal: CurrentPrincipal, store: Store) -> list[dict[str, Any]]:
     """The tenant's and the system assistants matching the filter (Studio posts its JSON as ``text/plain``).
 
@@ -159,14 +163,14 @@ async def set_latest_version(
     return _public(await store.set_latest(principal, assistant_id, chosen))
 
 
-@router.get("/{assistant_id}/graph")
+@router.get("/{assistant_id}/graph", response_model=GraphPublic, response_model_exclude_unset=True)
 async def get_graph(assistant_id: str, principal: CurrentPrincipal, services: ServicesDep, store: Store, xray: bool | int = False) -> dict[str, Any]:
     """The graph's nodes and edges (``xray`` expands subgraphs)."""
     assistant = await store.get(principal.tenant, assistant_id)
     return services.graphs[assistant.graph_id].get_graph(xray=xray).to_json()
 
 
-@router.get("/{assistant_id}/schemas")
+@router.get("/{assistant_id}/schemas", response_model=GraphSchemas)
 async def get_schemas(assistant_id: str, principal: CurrentPrincipal, services: ServicesDep, store: Store) -> dict[str, Any]:
     """JSON schemas of the graph's input, output and state, and of what an assistant may configure.
 
@@ -194,7 +198,7 @@ def _subgraphs(services: ServicesDep, graph_id: str, namespace: str | None, recu
     }
 
 
-@router.get("/{assistant_id}/subgraphs")
+@router.get("/{assistant_id}/subgraphs", response_model=dict[str, SubgraphSchemas])
 async def get_subgraphs(
     assistant_id: str, principal: CurrentPrincipal, services: ServicesDep, store: Store, recurse: bool = False
 ) -> dict[str, Any]:
@@ -203,7 +207,7 @@ async def get_subgraphs(
     return _subgraphs(services, assistant.graph_id, None, recurse)
 
 
-@router.get("/{assistant_id}/subgraphs/{namespace}")
+@router.get("/{assistant_id}/subgraphs/{namespace}", response_model=dict[str, SubgraphSchemas])
 async def get_subgraph(
     assistant_id: str, namespace: str, principal: CurrentPrincipal, services: ServicesDep, store: Store, recurse: bool = False
 ) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from mandate.audit import (
 from mandate.auth import Principal, Relationship
 from mandate.auth import vocabulary as fga
 from mandate.api.deps import CurrentPrincipal, ServicesDep
+from mandate.api.schemas import AuditOpenCalls, AuditPage, AuditTimeline
 from mandate.runtime.services import Services
 
 __all__ = ["record_read", "require_auditor", "router"]
@@ -86,7 +87,7 @@ def _page(services: Services, records: list[AuditRecord]) -> list[dict[str, Any]
     return [_resolved(services, record) for record in records]
 
 
-@router.get("")
+@router.get("", response_model=AuditPage, response_model_exclude_unset=True)
 async def list_records(
     principal: Auditor,
     services: ServicesDep,
@@ -117,7 +118,7 @@ async def list_records(
     return {"records": _page(services, records), "next_cursor": next_cursor}
 
 
-@router.get("/threads/{thread_id}/timeline")
+@router.get("/threads/{thread_id}/timeline", response_model=AuditTimeline, response_model_exclude_unset=True)
 async def timeline(thread_id: str, principal: Auditor, services: ServicesDep) -> dict[str, Any]:
     """Who did what on one thread of the caller's tenant, in order; open tool calls flagged."""
     await record_read(services, principal, "allowed", view="timeline", thread_id=thread_id)
@@ -126,7 +127,7 @@ async def timeline(thread_id: str, principal: Auditor, services: ServicesDep) ->
     return {"thread_id": thread_id, "entries": _page(services, records), "open_tool_calls": open_calls}
 
 
-@router.get("/open")
+@router.get("/open", response_model=AuditOpenCalls, response_model_exclude_unset=True)
 async def open_calls(
     principal: Auditor,
     services: ServicesDep,

@@ -26,15 +26,23 @@ from mandate.api.limits import PageLimit, PageOffset
 from mandate.runtime.run_events import StoredEvent
 from mandate.runtime.runs import RunManager
 from mandate.runtime.services import Services
-from mandate.api.schemas import CancelAction, RunCreate, RunPublic, RunsCancel, RunStatus, StreamMode
+from mandate.api.schemas import CancelAction, RunCreate, RunPublic, RunsCancel, RunStatus, RunValues, StreamMode
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["runs"])
 _log = logging.getLogger(__name__)
 MAX_BATCH = 10
-STREAM_MODES: tuple[str, ...] = get_args(StreamMode)
 """Most stateless runs one ``/runs/batch`` may start."""
+STREAM_MODES: tuple[str, ...] = get_args(StreamMode)
+SSE_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Server-sent events: one per stream mode's chunk (``event`` the mode, ``data`` JSON, ``id`` "
+        "its place in the run's log), an ``error`` event if the run fails, then ``end``.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+"""How the OpenAPI document describes a streamed answer (not JSON: no response model applies)."""
 
 
 async def _owned_thread(services: Services, principal: Principal, thread_id: str, body: RunCreate) -> None:
@@ -75,7 +83,7 @@ def _sse(runs: RunManager, run: dict[str, Any], body: RunCreate) -> EventSourceR
     return EventSourceResponse(_as_sse(run["run_id"], runs.stream(run, on_disconnect=body.on_disconnect)), headers=headers)
 
 
-@router.post("/threads/{thread_id}/runs/wait")
+@router.post("/threads/{thread_id}/runs/wait", response_model=RunValues, response_model_exclude_unset=True)
 async def run_wait(
     thread_id: str, body: RunCreate, request: Request, response: Response, principal: CurrentPrincipal,
     token: BearerToken, services: ServicesDep, runs: Runs,
@@ -87,7 +95,7 @@ async def run_wait(
     return await runs.wait(run, on_disconnect=body.on_disconnect, disconnected=request.is_disconnected)
 
 
-@router.post("/threads/{thread_id}/runs/stream")
+@router.post("/threads/{thread_id}/runs/stream", response_class=EventSourceResponse, responses=SSE_ANSWER)
 async def run_stream(
     thread_id: str, body: RunCreate, principal: CurrentPrincipal, token: BearerToken, services: ServicesDep, runs: Runs
 ) -> EventSourceResponse:
@@ -134,7 +142,7 @@ async def delete_run(thread_id: str, run_id: str, principal: CurrentPrincipal, s
     return Response(status_code=204)
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}/join")
+@router.get("/threads/{thread_id}/runs/{run_id}/join", response_model=RunValues, response_model_exclude_unset=True)
 async def join_run(thread_id: str, run_id: str, principal: CurrentPrincipal, services: ServicesDep, runs: Runs) -> dict[str, Any]:
     """Wait for a run; the thread's values."""
     await services.threads.get(principal, thread_id)
@@ -150,7 +158,7 @@ def _last_event_id(value: str | None) -> int | None:
     return int(value.strip())
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+@router.get("/threads/{thread_id}/runs/{run_id}/stream", response_class=EventSourceResponse, responses=SSE_ANSWER)
 async def join_run_stream(
     thread_id: str, run_id: str, principal: CurrentPrincipal, services: ServicesDep, runs: Runs,
     stream_mode: Annotated[list[str] | None, Query(max_length=len(STREAM_MODES))] = None,
@@ -208,7 +216,7 @@ async def _stateless_run(
         raise
 
 
-@router.post("/runs/wait")
+@router.post("/runs/wait", response_model=RunValues, response_model_exclude_unset=True)
 async def stateless_wait(
     body: RunCreate, request: Request, response: Response, principal: CurrentPrincipal, token: BearerToken,
     services: ServicesDep, runs: Runs,
@@ -219,7 +227,7 @@ async def stateless_wait(
     return await runs.wait(run, on_disconnect=body.on_disconnect, disconnected=request.is_disconnected)
 
 
-@router.post("/runs/stream")
+@router.post("/runs/stream", response_class=EventSourceResponse, responses=SSE_ANSWER)
 async def stateless_stream(
     body: RunCreate, principal: CurrentPrincipal, token: BearerToken, services: ServicesDep, runs: Runs
 ) -> EventSourceResponse:

@@ -35,6 +35,8 @@ from mandate.api.schemas import (
     ThreadPruned,
     ThreadPublic,
     ThreadSearch,
+    ThreadSelection,
+    ThreadState,
 )
 
 __all__ = ["router", "thread_body"]
@@ -96,7 +98,7 @@ async def create_thread(body: ThreadCreate, principal: CurrentPrincipal, service
     return thread_body(row)
 
 
-@router.post("/search", response_model=list[dict[str, Any]])
+@router.post("/search", response_model=list[ThreadSelection], response_model_exclude_unset=True)
 async def search_threads(body: ThreadSearch, principal: CurrentPrincipal, services: ServicesDep) -> list[dict[str, Any]]:
     """The caller's threads in their tenant: newest activity first unless ``sort_by`` / ``sort_order`` say otherwise."""
     rows = await services.threads.search(
@@ -173,14 +175,14 @@ async def delete_thread(thread_id: str, principal: CurrentPrincipal, services: S
     return Response(status_code=204)
 
 
-@router.get("/{thread_id}/state")
+@router.get("/{thread_id}/state", response_model=ThreadState, response_model_exclude_unset=True)
 async def get_state(thread_id: str, principal: CurrentPrincipal, services: ServicesDep, subgraphs: bool = False) -> dict[str, Any]:
     """The thread's current state: values, next nodes, pending interrupts (``subgraphs``: tasks' own state)."""
     row = await services.threads.get(principal, thread_id)
     return snapshot_body(await graph_of(services, row).aget_state(thread_config(thread_id), subgraphs=subgraphs))
 
 
-@router.post("/{thread_id}/state", response_model=StateUpdated)
+@router.post("/{thread_id}/state", response_model=StateUpdated, response_model_exclude_unset=True)
 async def update_state(thread_id: str, body: StateUpdate, principal: CurrentPrincipal, services: ServicesDep) -> StateUpdated:
     """Add user messages to an idle thread (Studio's state editor); nothing else is writable.
 
@@ -204,13 +206,13 @@ async def update_state(thread_id: str, body: StateUpdate, principal: CurrentPrin
     if snapshot.interrupts or snapshot.next:
         raise ThreadNotIdleError("The thread is paused or unfinished; answer or continue it instead of writing state.")
     if body.values is None:
-        return StateUpdated(checkpoint=current)
+        return StateUpdated.model_validate({"checkpoint": current})
     config = {**thread_config(thread_id), "metadata": checkpoint_metadata(services, principal, graph_id=row["assistant_id"] or "")}
     written = await graph.aupdate_state(config, {"messages": [HumanMessage(m.content) for m in body.values.messages]})
-    return StateUpdated(checkpoint=written["configurable"])
+    return StateUpdated.model_validate({"checkpoint": written["configurable"]})
 
 
-@router.get("/{thread_id}/state/{checkpoint_id}")
+@router.get("/{thread_id}/state/{checkpoint_id}", response_model=ThreadState, response_model_exclude_unset=True)
 async def get_state_at(
     thread_id: str, checkpoint_id: str, principal: CurrentPrincipal, services: ServicesDep, subgraphs: bool = False
 ) -> dict[str, Any]:
@@ -220,7 +222,7 @@ async def get_state_at(
     return snapshot_body(await graph_of(services, row).aget_state(config, subgraphs=subgraphs))
 
 
-@router.post("/{thread_id}/state/checkpoint")
+@router.post("/{thread_id}/state/checkpoint", response_model=ThreadState, response_model_exclude_unset=True)
 async def post_state_at(thread_id: str, body: CheckpointQuery, principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
     """The thread's state at the checkpoint named in the body."""
     row = await services.threads.get(principal, thread_id)
@@ -247,13 +249,13 @@ async def _history(services: Services, row: dict[str, Any], query: HistoryQuery)
     return states
 
 
-@router.post("/{thread_id}/history")
+@router.post("/{thread_id}/history", response_model=list[ThreadState], response_model_exclude_unset=True)
 async def post_history(thread_id: str, body: HistoryQuery, principal: CurrentPrincipal, services: ServicesDep) -> list[dict[str, Any]]:
     """Past states of the thread, newest first."""
     return await _history(services, await services.threads.get(principal, thread_id), body)
 
 
-@router.get("/{thread_id}/history")
+@router.get("/{thread_id}/history", response_model=list[ThreadState], response_model_exclude_unset=True)
 async def get_history(thread_id: str, principal: CurrentPrincipal, services: ServicesDep, limit: PageLimit = 10) -> list[dict[str, Any]]:
     """Past states of the thread, newest first."""
     return await _history(services, await services.threads.get(principal, thread_id), HistoryQuery(limit=limit))

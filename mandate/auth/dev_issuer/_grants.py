@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin
 from authlib.oauth2.rfc6749.errors import (
@@ -59,7 +60,8 @@ _SECRET_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
 class InvalidTargetError(OAuth2Error):  # type: ignore[misc]
-    """Raised when a token exchange asks for an audience the client may not act for (RFC 8693 §2.2.2)."""
+    """Raised when a token exchange asks for a target the client may not act for, or names a resource
+    that is not an absolute ``http(s)`` URL without a fragment (RFC 8693 §2.2.2, RFC 8707 §2)."""
 
     error = "invalid_target"
 
@@ -195,7 +197,9 @@ class TokenExchangeGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
     """RFC 8693 token exchange: the authenticated client acts for the subject of a token we issued.
 
     Only downscoping is allowed, only towards the client's registered audiences, and the issued
-    token names the client in a (possibly nested) ``act`` claim.
+    token names the client in a (possibly nested) ``act`` claim. The target is named by RFC 8707
+    ``resource`` or by ``audience`` (exactly one of each at most); a request naming both must name
+    the same target in both, and the issued token's ``aud`` is that target.
     """
 
     GRANT_TYPE = TOKEN_EXCHANGE_GRANT
@@ -266,12 +270,18 @@ class TokenExchangeGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
         return verify_issued_token(token, config=config, now=now, name=name)
 
     def _requested_audience(self, client: RegisteredClient) -> str:
-        audiences = self.request.payload.datalist.get("audience", [])
-        if len(audiences) != 1:
-            raise InvalidRequestError("Exactly one 'audience' is required.")
-        if audiences[0] not in client.registration.exchange_audiences:
+        form = self.request.payload.datalist
+        resources, audiences = form.get("resource", []), form.get("audience", [])
+        if len(resources) > 1 or len(audiences) > 1 or not (resources or audiences):
+            raise InvalidRequestError("Exactly one 'resource' or 'audience' is required.")
+        if resources and not is_resource_indicator(resources[0]):
+            raise InvalidTargetError("The 'resource' must be an absolute http(s) URL without a fragment.")
+        if resources and audiences and audiences[0] != resources[0]:
+            raise InvalidRequestError("'resource' and 'audience' name different targets.")
+        target = str((resources or audiences)[0])
+        if target not in client.registration.exchange_audiences:
             raise InvalidTargetError("The client may not act for the requested audience.")
-        return str(audiences[0])
+        return target
 
     def _requested_scope(self, client: RegisteredClient, *, granted: str) -> str:
         scope = self.request.form.get("scope")
@@ -281,6 +291,15 @@ class TokenExchangeGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
         if allowed is None or not set(scope.split()) <= set(granted.split()):
             raise InvalidScopeError("A token exchange may only narrow the subject token's scope.")
         return allowed
+
+
+def is_resource_indicator(value: str) -> bool:
+    """Whether ``value`` is a resource indicator this issuer accepts (RFC 8707 §2): an absolute
+    ``https`` or ``http`` URL with a host, no fragment, no user info, and no whitespace."""
+    if not value or value != value.strip() or any(c.isspace() for c in value) or "#" in value:
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("https", "http") and bool(parts.hostname) and "@" not in parts.netloc
 
 
 def verify_issued_token(token: str, *, config: GrantConfig, now: int, name: str) -> dict[str, Any]:
