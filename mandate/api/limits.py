@@ -6,13 +6,13 @@ nothing); the others are pydantic types used by the request schemas and query pa
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Query
-from pydantic import AfterValidator, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mandate.runtime.run_request import MAX_METADATA_BYTES, MAX_RESUME_BYTES, Metadata, ResumeValue
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -28,10 +28,6 @@ __all__ = [
 
 MAX_BODY_BYTES = 1024 * 1024
 """Largest request body (1 MiB): 20 messages of 20,000 characters fit, with room for the envelope."""
-MAX_METADATA_BYTES = 16 * 1024
-"""Largest metadata object of a thread or run, as JSON."""
-MAX_RESUME_BYTES = 64 * 1024
-"""Largest answer to an interrupt, as JSON."""
 MAX_PAGE = 1000
 """Most items one page of any list returns."""
 MAX_OFFSET = 100_000
@@ -39,33 +35,6 @@ MAX_OFFSET = 100_000
 TOO_LARGE_BODY = b'{"code":"request_too_large","message":"The request body is larger than 1 MiB."}'
 
 
-def _json_size(value: Any, limit: int, what: str) -> Any:
-    if len(json.dumps(value, default=str).encode()) > limit:
-        raise ValueError(f"{what} is larger than {limit // 1024} KiB as JSON")
-    return value
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
-def _storable(value: Any, limit: int, what: str) -> Any:
-    """Bounded, and free of NUL characters, which Postgres cannot keep in JSON."""
-    if _has_nul(value):
-        raise ValueError(f"{what} may not contain NUL characters")
-    return _json_size(value, limit, what)
-
-
-Metadata = Annotated[
-    dict[str, Any], AfterValidator(lambda v: _storable(v, MAX_METADATA_BYTES, "metadata")), Field(default_factory=dict)
-]
-ResumeValue = Annotated[Any, AfterValidator(lambda v: _json_size(v, MAX_RESUME_BYTES, "resume"))]
 PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 PageOffset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 

@@ -26,7 +26,16 @@ from pydantic import (
 )
 
 from mandate.runtime.errors import ControlFieldRefusedError, UnsupportedOptionError
-from mandate.api.limits import MAX_OFFSET, MAX_PAGE, Metadata, ResumeValue
+from mandate.api.limits import MAX_OFFSET, MAX_PAGE
+from mandate.runtime.run_request import (
+    MessageIn,
+    Metadata,
+    MultitaskStrategy,
+    RunCommand,
+    RunCreate,
+    RunInput,
+    has_nul,
+)
 
 __all__ = [
     "ActorIdentity",
@@ -76,7 +85,6 @@ __all__ = [
     "ThreadState",
 ]
 
-MAX_MESSAGE_CHARS = 20_000
 MAX_NAME_CHARS = 200
 MAX_DESCRIPTION_CHARS = 4_000
 MAX_CONFIG_BYTES = 16 * 1024
@@ -85,20 +93,10 @@ MAX_IDS = 1_000
 """Most ids one search, prune or cancel may name."""
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
 def _small_json(value: dict[str, Any]) -> dict[str, Any]:
     if len(json.dumps(value, default=str).encode()) > MAX_CONFIG_BYTES:
         raise ValueError(f"larger than {MAX_CONFIG_BYTES // 1024} KiB as JSON")
-    if _has_nul(value):
+    if has_nul(value):
         raise ValueError("may not contain NUL characters")
     return value
 
@@ -248,93 +246,6 @@ class ThreadPublic(BaseModel):
 
 
 # Runs.
-
-
-class MessageIn(BaseModel):
-    """One user message; LangChain's ``type`` and OpenAI's ``role`` spellings are both accepted."""
-
-    model_config = ConfigDict(extra="ignore")
-    role: Literal["user", "human"] | None = None
-    type: Literal["user", "human"] | None = None
-    content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
-
-    @model_validator(mode="after")
-    def _is_from_user(self) -> MessageIn:
-        if self.role is None and self.type is None:
-            raise ValueError("a message needs role 'user' (or type 'human')")
-        return self
-
-
-class RunInput(BaseModel):
-    """Run input: only messages; nothing else in state can be set by a client."""
-
-    model_config = ConfigDict(extra="forbid")
-    messages: list[MessageIn] = Field(min_length=1, max_length=20)
-
-
-class RunCommand(BaseModel):
-    """Resume a paused run with the answer to its interrupt."""
-
-    model_config = ConfigDict(extra="forbid")
-    resume: ResumeValue
-
-
-MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
-CancelAction = Literal["interrupt", "rollback"]
-
-StreamMode = Literal[
-    "values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints", "events"
-]
-
-
-class RunCreate(BaseModel):
-    """A run: ``input`` starts one, ``command.resume`` answers an interrupt, neither continues one.
-
-    Fields of the LangGraph server API that would let a client steer around Mandate's controls
-    (``config.configurable``, ``context``, ``checkpoint``) are refused with ``control_field_refused``;
-    an assistant's vetted configuration is what a run applies.
-    """
-
-    model_config = ConfigDict(extra="ignore")
-    assistant_id: str | None = None
-    """Graph id or assistant UUID; omitted, the thread's own assistant (``mandate`` for a new thread)."""
-    input: RunInput | None = None
-    command: RunCommand | None = None
-    metadata: Metadata
-    stream_mode: StreamMode | list[StreamMode] = "values"
-    stream_subgraphs: bool = False
-    interrupt_before: Literal["*"] | list[str] | None = None
-    interrupt_after: Literal["*"] | list[str] | None = None
-    config: dict[str, Any] | None = None
-    context: dict[str, Any] | None = None
-    checkpoint_id: str | None = None
-    checkpoint: dict[str, Any] | None = None
-    if_not_exists: Literal["create", "reject"] = "reject"
-    on_completion: Literal["delete", "keep"] = "delete"
-    """Stateless runs only: whether their temporary thread is deleted when they end (a paused one stays)."""
-    multitask_strategy: MultitaskStrategy = "reject"
-    """What a run created while the thread has one pending or running does: ``reject`` (409
-    ``thread_busy``), ``enqueue`` (runs after it), ``interrupt`` (stops it, keeping its checkpoints)
-    or ``rollback`` (stops it and deletes it and its checkpoints)."""
-    on_disconnect: Literal["cancel", "continue"] = "continue"
-    """``/runs/wait`` and ``/runs/stream``: whether the run is cancelled when the client goes away."""
-    webhook: str | None = Field(default=None, max_length=2048)
-    """Where to POST the run's outcome when it ends (an allow-listed host; signed, retried)."""
-
-    @model_validator(mode="after")
-    def _no_steering(self) -> RunCreate:
-        configurable = (self.config or {}).get("configurable") or {}
-        if configurable or self.context or self.checkpoint or self.checkpoint_id:
-            raise ControlFieldRefusedError(
-                "config.configurable, context and checkpoint cannot be set by clients; an assistant's vetted configuration applies."
-            )
-        return self
-
-    @property
-    def stream_modes(self) -> list[str]:
-        """Requested stream modes, as a list without duplicates."""
-        modes = [self.stream_mode] if isinstance(self.stream_mode, str) else list(self.stream_mode)
-        return list(dict.fromkeys(modes)) or ["values"]
 
 
 RunStatus = Literal["pending", "running", "error", "success", "timeout", "interrupted"]

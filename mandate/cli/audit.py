@@ -23,7 +23,7 @@ from mandate.cli.main import CommandError, dev_option, operator_settings, requir
 
 if TYPE_CHECKING:
     from mandate._db import Pool
-    from mandate.audit import AuditLog, ChainReport, CheckpointSigner
+    from mandate.audit import AuditLog, ChainReport
     from mandate.runtime.settings import Settings
 
 __all__ = ["CLI_ISSUER", "add_audit_commands"]

@@ -47,7 +47,7 @@ from mandate.runtime.run_worker import RunLease
 from mandate.runtime.services import Services
 from mandate.runtime.sessions import TokenRevokedError, issued_at
 from mandate.runtime.webhooks import WebhookSender
-from mandate.api.schemas import RunCreate
+from mandate.runtime.run_request import RunCreate
 
 __all__ = [
     "RunExecutor",

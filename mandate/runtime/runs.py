@@ -36,7 +36,7 @@ from mandate.runtime.run_execution import (
 )
 from mandate.runtime.services import Services
 from mandate.runtime.webhooks import WebhookSender
-from mandate.api.schemas import RunCreate
+from mandate.runtime.run_request import RunCreate
 
 __all__ = [
     "RunManager",

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mandate._db import Pool
 from mandate.audit import AuditLog, CheckpointSigner, ChainReport, verify_chains
-from tests.audit.helpers import CHECKPOINT_EVERY, event, recompute_from, tamper, write
+from tests.audit.helpers import CHECKPOINT_EVERY, recompute_from, tamper, write
 
 
 

@@ -26,7 +26,8 @@ from mandate.api.limits import PageLimit, PageOffset
 from mandate.runtime.run_events import StoredEvent
 from mandate.runtime.runs import RunManager
 from mandate.runtime.services import Services
-from mandate.api.schemas import CancelAction, RunCreate, RunPublic, RunsCancel, RunStatus, RunValues, StreamMode
+from mandate.api.schemas import RunCreate, RunPublic, RunsCancel, RunStatus, RunValues
+from mandate.runtime.run_request import CancelAction, StreamMode
 
 __all__ = ["router"]
 
