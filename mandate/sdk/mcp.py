@@ -93,6 +93,8 @@ class McpTools(AgentMiddleware):
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command]]
     ) -> ToolMessage | Command:
         """Hand the tool node this server's tool for a call the gate let through."""
+        if request.tool is None and self._tools is None:  # a graph built for this run (langgraph dev's factories)
+            await self._listed(await graph_context(request.runtime))
         tool = self._tools.get(request.tool_call["name"]) if request.tool is None and self._tools else None
         return await handler(request.override(tool=tool) if tool is not None else request)
 
