@@ -8,6 +8,7 @@ project's agents; its demo tickets API records every effect); the model is the l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -22,10 +23,14 @@ import httpx
 import psycopg
 import pytest
 from joserfc.jwk import RSAKey
+from langgraph.runtime import Runtime
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
+from mandate.contract import GraphContext, MandateContextMissingError
 from mandate.runtime.settings import Settings
+from mandate.sdk import context as context_module
+from mandate.sdk.context import graph_context, provide_context
 from tests.utils.mcp_notes import NotesServer, notes_server
 from tests.utils.openai_double import ChatDouble
 from tests.utils.projects import EXAMPLES, served_project
@@ -343,3 +348,29 @@ def test_no_token_is_at_rest_in_langgraph_devs_runs_checkpoints_or_store(
     # Nor in Mandate's vault: the token went from the request to its run in memory.
     issuers = [f"{assistant_issuer}/dev-idp", f"{desk_issuer}/dev-idp"]
     assert db.execute("SELECT count(*) FROM mandate.token_vault WHERE issuer = ANY(%s)", (issuers,)).fetchone() == (0,)
+
+
+# -- the resolver itself: a context no one verified is never taken -------------------------------------
+
+
+async def test_graph_context_refuses_a_context_coerced_from_a_clients_json() -> None:
+    fields = {f.name: {"forged": True} for f in dataclasses.fields(GraphContext)}
+    coerced = GraphContext(**{**fields, "caller": {"subject": "alice", "tenant": "acme"}})  # what LangGraph builds from JSON
+    with pytest.raises(MandateContextMissingError):
+        await graph_context(Runtime(context=coerced))
+
+
+async def test_graph_context_without_mandates_context_or_provider_fails_closed() -> None:
+    import mandate.runtime.studio  # noqa: F401  (registers the provider, as langgraph dev's import of its auth does)
+
+    # The provider stands behind runs of the LangGraph server only: a config without its verified user is refused.
+    for config in ({"configurable": {}}, {"configurable": {"thread_id": "t", "run_id": "r", "langgraph_auth_user": None}}):
+        with pytest.raises(MandateContextMissingError):
+            await graph_context(Runtime(context={"caller": "alice"}), config=config)  # type: ignore[arg-type]
+    saved = list(context_module._provider)
+    provide_context(None)
+    try:
+        with pytest.raises(MandateContextMissingError):
+            await graph_context(Runtime(context=None), config={"configurable": {"langgraph_auth_user": {"subject": "alice"}}})
+    finally:
+        context_module._provider[:] = saved
