@@ -465,10 +465,12 @@ async def supervisor(config: RunnableConfig) -> CompiledStateGraph:
 
 
 @asynccontextmanager
-async def _close_services_at_shutdown(app: Starlette) -> AsyncIterator[None]:
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    _project()  # a wrong project stops the server at startup, naming the file, the key and the fix
     yield
     await _process_services().aclose()
 
 
-app = Starlette(lifespan=_close_services_at_shutdown)
-"""``langgraph.json``'s ``http.app``: no routes of its own, only the lifespan that closes the services."""
+app = Starlette(lifespan=_lifespan)
+"""``langgraph.json``'s ``http.app``: no routes of its own, only the lifespan that checks the project
+at startup and closes the services at shutdown."""
