@@ -2,8 +2,8 @@
 
 The graph is ordinary LangChain code; a few lines make it Mandate's: ``MandateGate`` puts every tool
 call through the gate (grants, step-up, consent or four-eyes approval, write-ahead audit, a delegated
-token), ``McpTools`` adds the tools of a remote MCP server, and ``context_schema=GraphContext``
-receives the verified caller. The policies live in
+token), ``McpTools`` adds the tools of a remote MCP server; both find the verified caller through
+``graph_context``, under ``mandate serve`` and under ``langgraph dev`` alike. The policies live in
 ``mandate.yaml`` beside this file.
 """
 
@@ -17,7 +17,7 @@ from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from pydantic import BaseModel, Field
 
-from mandate.sdk import GraphContext, MandateGate, McpTools, api_tool, delegated_credentials
+from mandate.sdk import MandateGate, McpTools, api_tool, delegated_credentials
 
 SYSTEM_PROMPT = "You help employees with tickets, invoices, notes and currency questions. Use the tools; never invent arguments."
 
@@ -68,5 +68,4 @@ def make_graph():  # noqa: ANN201  (a LangGraph graph factory)
         system_prompt=SYSTEM_PROMPT,
         # The notes MCP server's tools (mcp_servers.notes in mandate.yaml), gated like the others.
         middleware=[MandateGate(agent="assistant"), McpTools("notes", agent="assistant")],
-        context_schema=GraphContext,
     )

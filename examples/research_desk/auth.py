@@ -1,5 +1,8 @@
-"""The desk's own LangGraph auth handlers. Under Mandate they can only narrow what Mandate allowed:
-identity, tenants, ownership and grants are decided before these run."""
+"""The desk's own LangGraph auth handlers, named in ``mandate.yaml`` (``auth: ./auth.py:auth``).
+
+Under Mandate (``mandate serve``, or ``langgraph dev`` with Mandate's auth in ``langgraph.json``) they
+can only narrow what Mandate allowed: identity, tenants, ownership and grants are decided before these
+run, and their ``authenticate`` (none here) would never be called."""
 
 from langgraph_sdk import Auth
 

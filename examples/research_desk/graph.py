@@ -25,6 +25,7 @@ from mandate.sdk import (
     GatedState,
     GraphContext,
     delegated_credentials,
+    graph_context,
     openapi_tools,
     retrieve_authorized,
     secured_tool_node,
@@ -64,7 +65,7 @@ async def retrieve(state: DeskState, runtime: Runtime[GraphContext]) -> dict[str
     requester = state.get("principal")
     if requester is None:
         return {"context": []}
-    return {"context": await retrieve_authorized(runtime.context, requester, _question(state), agent=AGENT)}
+    return {"context": await retrieve_authorized(await graph_context(runtime), requester, _question(state), agent=AGENT)}
 
 
 def plan(state: DeskState) -> dict[str, Any]:
@@ -86,7 +87,7 @@ def _after_plan(state: DeskState) -> str:
     return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
 
 
-builder = StateGraph(DeskState, context_schema=GraphContext)
+builder = StateGraph(DeskState)  # the context is Mandate's (graph_context), never a client's
 builder.add_node("retrieve", retrieve)
 builder.add_node("plan", plan)
 builder.add_node("tools", secured_tool_node([open_ticket, file_ticket], agent=AGENT))

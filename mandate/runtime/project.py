@@ -7,6 +7,11 @@ runs under ``langgraph dev``. Two deliberate differences: paths are relative to 
 folder (not the current directory), and ``env`` never overrides a variable already set, so an
 operator's environment wins over a file in the repository. A factory is called once per process.
 
+``langgraph.json``'s ``auth`` is Mandate's own (``mandate.runtime.studio:auth``) or absent: it is what
+``langgraph dev`` authenticates with, so Mandate's verifier decides there as under ``mandate serve``
+(which verifies every request itself and ignores that entry). A project's own handlers, which may
+only narrow, are named in ``mandate.yaml`` instead (``auth: ./auth.py:auth``).
+
 ``mandate.yaml`` (beside ``langgraph.json``) is policy as data::
 
     tools:                       # every tool an agent may call; an unlisted tool is denied
@@ -27,6 +32,7 @@ operator's environment wins over a file in the repository. A factory is called o
         client_id: mandate-agent-assistant
         client_secret_env: ASSISTANT_CLIENT_SECRET
         tools: [create_ticket]
+    auth: ./auth.py:auth         # the project's own LangGraph Auth handlers: they narrow, never widen
 
 Every error names the file, the key and what would fix it.
 """
@@ -63,10 +69,12 @@ from mandate.sdk.mcp import serving_mcp_servers
 from mandate.tools import ApprovalPolicy, EditRule, ToolSpec
 from mandate.tools.mcp import McpServer
 
-__all__ = ["MANDATE_FILE", "Project", "ProjectPolicies", "load_project"]
+__all__ = ["MANDATE_AUTH", "MANDATE_FILE", "Project", "ProjectPolicies", "load_project"]
 
 MANDATE_FILE = "mandate.yaml"
 """Mandate's settings for a project, beside its ``langgraph.json``."""
+MANDATE_AUTH = "mandate.runtime.studio:auth"
+"""The only ``auth`` a project's ``langgraph.json`` may name: Mandate's verifier, for ``langgraph dev``."""
 NAME = r"^[a-z][a-z0-9_]{0,63}$"
 
 
@@ -172,6 +180,9 @@ class ProjectPolicies(BaseModel):
     """Written to OpenFGA at startup in dev and test only, beside the demo world; in production,
     who may use a tool is the tenant's data, written by its own administration."""
     mcp_servers: dict[str, McpServerSettings] = Field(default_factory=dict)
+    auth: str | None = Field(default=None, pattern=r"^[^:\s]+:[A-Za-z_][A-Za-z0-9_]*$")
+    """The project's own ``Auth`` object (``./auth.py:auth`` or ``module:attr``), consulted after
+    Mandate's checks under ``mandate serve`` and ``langgraph dev``: it may narrow, never widen."""
 
     @model_validator(mode="after")
     def _mcp_audiences(self) -> ProjectPolicies:
@@ -205,7 +216,7 @@ class Project:
 
     root: Path
     auth: ProjectAuth | None
-    """The project's own ``Auth`` handlers (``auth`` in ``langgraph.json``): they narrow, never widen."""
+    """The project's own ``Auth`` handlers (``auth`` in ``mandate.yaml``): they narrow, never widen."""
     graphs: Mapping[str, Any]
     """Graph id → what the spec named (compiled graph, builder or factory), not yet bound to a checkpointer."""
     descriptions: Mapping[str, str]
@@ -339,15 +350,26 @@ def _import(root: Path, config_path: Path, key: str, spec: Any) -> Any:
     return vars(module)[variable]
 
 
-def _auth(root: Path, config_path: Path, spec: Any) -> ProjectAuth | None:
+def _check_server_auth(config_path: Path, spec: Any) -> None:
+    """``langgraph.json``'s ``auth`` must be Mandate's (or absent): a project never replaces the verifier."""
     if spec is None:
-        return None
+        return
     path = spec.get("path") if isinstance(spec, dict) else spec
-    if isinstance(path, str) and "/" not in path.split(":")[0] and ".py" in path:
-        path = f"./{path}"  # the LangGraph CLI takes a bare file name here, unlike for graphs
-    handler = _import(root, config_path, "auth.path", path)
+    if path != MANDATE_AUTH:
+        raise _fail(
+            config_path, "auth.path", f"{path!r} would replace Mandate's verifier under langgraph dev",
+            f'name "{MANDATE_AUTH}" here and move your own handlers to {MANDATE_FILE} (auth: ./auth.py:auth); they then narrow',
+        )
+
+
+def _auth(root: Path, policies_path: Path, path: str | None) -> ProjectAuth | None:
+    if path is None:
+        return None
+    if "/" not in path.split(":")[0] and ".py" in path:
+        path = f"./{path}"  # the LangGraph CLI takes a bare file name for auth, unlike for graphs
+    handler = _import(root, policies_path, "auth", path)
     if not isinstance(handler, Auth):
-        raise _fail(config_path, "auth.path", f"{path} is not a langgraph_sdk.Auth", "export an Auth() object")
+        raise _fail(policies_path, "auth", f"{path} is not a langgraph_sdk.Auth", "export an Auth() object")
     return ProjectAuth(handler)
 
 
@@ -366,13 +388,15 @@ async def _compiled(graph_id: str, source: Any, checkpointer: BaseCheckpointSave
     raise ProjectError(f"{root}: graphs.{graph_id}: {type(graph).__name__} is not a graph. Fix: export a compiled graph, a StateGraph or a factory.")
 
 
-def load_project(config_path: Path, *, settings: Mapping[str, str] | None = None) -> Project:
+def load_project(config_path: Path, *, settings: Mapping[str, str] | None = None, import_graphs: bool = True) -> Project:
     """Read ``langgraph.json`` and the ``mandate.yaml`` beside it; import the graphs' modules.
 
     Args:
         config_path: The project's ``langgraph.json``.
         settings: Mandate's resolved settings a ``${NAME}`` in ``mandate.yaml`` may read
             (``MANDATE_PUBLIC_URL`` …); they win over the environment, which holds the same names unresolved.
+        import_graphs: ``False`` when another server (``langgraph dev``) builds the graphs itself:
+            the project then has its policies and auth, and no graphs.
 
     Raises:
         ProjectError: Anything wrong, naming the file, the key and the fix.
@@ -386,12 +410,16 @@ def load_project(config_path: Path, *, settings: Mapping[str, str] | None = None
         if folder.is_dir() and str(folder) not in sys.path:
             sys.path.append(str(folder))
     policies = _read_policies(root / MANDATE_FILE, settings or {})  # after dependencies: it may name their models
-    graphs = {graph_id: _import(root, config_path, f"graphs.{graph_id}", spec) for graph_id, spec in config["graphs"].items()}
+    _check_server_auth(config_path, config.get("auth"))
+    graphs = (
+        {graph_id: _import(root, config_path, f"graphs.{graph_id}", spec) for graph_id, spec in config["graphs"].items()}
+        if import_graphs else {}
+    )
     descriptions = {
         graph_id: spec["description"]
         for graph_id, spec in config["graphs"].items()
         if isinstance(spec, dict) and isinstance(spec.get("description"), str)
     }
     return Project(
-        root=root, auth=_auth(root, config_path, config.get("auth")), graphs=graphs, descriptions=descriptions, policies=policies
+        root=root, auth=_auth(root, root / MANDATE_FILE, policies.auth), graphs=graphs, descriptions=descriptions, policies=policies
     )

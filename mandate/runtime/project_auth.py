@@ -1,7 +1,9 @@
 """A project's own LangGraph ``Auth`` handlers, applied after Mandate's: they may narrow, never widen.
 
-Mandate verifies every request itself and decides ownership, tenants and grants; only then does a
-project's ``@auth.on`` handler see the action, with a user built from the verified principal (its
+They are named in ``mandate.yaml`` (``auth: ./auth.py:auth``), never in ``langgraph.json``, whose
+``auth`` is Mandate's own, so both ``mandate serve`` and ``langgraph dev`` verify every request with
+Mandate's verifier and decide ownership, tenants and grants first; only then does a project's
+``@auth.on`` handler see the action, with a user built from the verified principal (its
 issuer-qualified id as ``identity``, its scopes as ``permissions``, its tenant) and never a token.
 ``False`` refuses; a mapping is a filter the thread's metadata must match; ``None``/``True`` lets
 Mandate's own decision stand. The project's ``@auth.authenticate`` is never called: identity is
@@ -23,7 +25,7 @@ from mandate.runtime.errors import ProjectAuthRefusedError
 __all__ = ["ProjectAuth", "ProjectUser"]
 
 Resource = Literal["threads", "assistants"]
-Action = Literal["create", "read", "create_run"]
+Action = Literal["create", "read", "update", "delete", "search", "create_run"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -73,9 +75,23 @@ class ProjectAuth:
         Raises:
             ProjectAuthRefusedError: The handler said no, its filter does not match, or it failed.
         """
+        decision = await self.decide(principal, resource, action, value)
+        if decision and any(metadata.get(k) != v for k, v in decision.items()):
+            raise ProjectAuthRefusedError(f"The project's auth handler refuses {resource}.{action} on this thread.")
+
+    async def decide(
+        self, principal: Principal, resource: Resource, action: Action, value: dict[str, Any]
+    ) -> Mapping[str, Any] | None:
+        """The project handler's filter for ``principal`` doing ``action`` (``None``: no filter).
+
+        A server that filters by metadata itself (``langgraph dev``) adds the filter to Mandate's own.
+
+        Raises:
+            ProjectAuthRefusedError: The handler said no, returned something else than a filter, or failed.
+        """
         handler = self._handler(resource, action)
         if handler is None:
-            return
+            return None
         user = ProjectUser.of(principal)
         context = Auth.types.AuthContext(permissions=list(user.permissions), user=user, resource=resource, action=action)
         try:
@@ -84,7 +100,9 @@ class ProjectAuth:
                 decision = await decision
         except Exception as exc:  # the project's code failed: fail closed
             raise ProjectAuthRefusedError(f"The project's auth handler for {resource}.{action} failed.") from exc
-        if decision is False:
-            raise ProjectAuthRefusedError(f"The project's auth handler refuses {resource}.{action}.")
-        if isinstance(decision, Mapping) and any(metadata.get(k) != v for k, v in decision.items()):
-            raise ProjectAuthRefusedError(f"The project's auth handler refuses {resource}.{action} on this thread.")
+        if decision is None or decision is True:
+            return None
+        if isinstance(decision, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in decision.items()):
+            return dict(decision)
+        # False, or anything but a filter of plain values: refused, never read as "allowed".
+        raise ProjectAuthRefusedError(f"The project's auth handler refuses {resource}.{action}.")

@@ -1,9 +1,10 @@
 """The public SDK for graph authors: everything a graph needs to run under Mandate's controls.
 
-    from mandate.sdk import GraphContext, MandateGate, delegated_credentials
+    from mandate.sdk import GraphContext, MandateGate, delegated_credentials, graph_context
 
-- :class:`GraphContext`: the runtime context (``context_schema=GraphContext``): the verified caller,
-  the thread, and the services the gate uses. Never holds a token a graph can read.
+- :func:`graph_context`: in any node or hook, ``await graph_context(runtime)`` is the runtime context
+  (:class:`GraphContext`): the verified caller, the thread, and the services the gate uses, whether
+  the graph runs under ``mandate serve`` or under ``langgraph dev``. Never holds a token a graph can read.
 - :class:`MandateGate`: agent middleware for LangChain's ``create_agent``; every tool call passes
   Mandate's gate (grants, step-up, consent/approval, write-ahead audit, delegated token).
 - :func:`api_tool`: a tool that POSTs its arguments to the API its policy names, with the
@@ -42,6 +43,7 @@ from mandate.nodes import (
     retrieve_authorized,
 )
 from mandate.sdk.api_tool import api_tool, openapi_tools
+from mandate.sdk.context import graph_context
 from mandate.sdk.credentials import CallCredentials, delegated_credentials
 from mandate.sdk.mcp import McpTools
 from mandate.sdk.retriever import AuthorizedDocuments, authorized_search
@@ -74,6 +76,7 @@ __all__ = [
     "api_tool",
     "authorized_search",
     "delegated_credentials",
+    "graph_context",
     "make_consent",
     "make_planner",
     "make_retriever",

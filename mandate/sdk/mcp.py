@@ -31,6 +31,7 @@ from langgraph.types import Command
 
 from mandate.auth import vocabulary as fga
 from mandate.contract import GraphContext, MandateContextMissingError
+from mandate.sdk.context import graph_context, mcp_server_of
 from mandate.sdk.credentials import delegated_credentials
 from mandate.tools.errors import ToolError
 from mandate.tools.mcp import McpServer, discover, list_tools, resource_of, to_langchain_tools
@@ -64,8 +65,9 @@ class McpTools(AgentMiddleware):
 
         Raises:
             ToolError: Mandate is loading the graph and ``server`` is not under ``mcp_servers``.
-                (Built elsewhere, for example by ``langgraph dev``, the graph builds; its MCP tools
-                then refuse to run without Mandate's runtime context.)
+                (Built elsewhere, for example by ``langgraph dev``, the graph builds; the server is
+                then looked up when the tools are first listed, from the project Mandate's Studio
+                adapter loaded, and the tools refuse to run without Mandate's runtime context.)
         """
         super().__init__()
         servers = _configured.get()
@@ -88,19 +90,22 @@ class McpTools(AgentMiddleware):
         self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
     ) -> ModelResponse:
         """Offer the server's tools to the model, listing them at the first call."""
-        tools = await self._listed(request.runtime.context)
+        tools = await self._listed(await graph_context(request.runtime))
         return await handler(request.override(tools=[*request.tools, *tools.values()]))
 
     async def awrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command]]
     ) -> ToolMessage | Command:
         """Hand the tool node this server's tool for a call the gate let through."""
+        if request.tool is None and self._tools is None:  # a graph built for this run (langgraph dev's factories)
+            await self._listed(await graph_context(request.runtime))
         tool = self._tools.get(request.tool_call["name"]) if request.tool is None and self._tools else None
         return await handler(request.override(tool=tool) if tool is not None else request)
 
-    async def _listed(self, ctx: Any) -> dict[str, BaseTool]:
-        if not isinstance(ctx, GraphContext) or self.server is None:
-            raise MandateContextMissingError("MCP tools run only in a graph Mandate loaded, with its runtime context.")
+    async def _listed(self, ctx: GraphContext) -> dict[str, BaseTool]:
+        self.server = self.server or mcp_server_of(self._server_name)
+        if self.server is None:
+            raise MandateContextMissingError(f"MCP server {self._server_name!r} is not configured for this process (mcp_servers in mandate.yaml).")
         server = self.server
         async with self._listing:
             if self._tools is None:

@@ -1,6 +1,7 @@
 """Mandate's gate for LangChain's ``create_agent``: every tool call the model makes passes it.
 
-Add ``MandateGate(agent="assistant")`` to ``middleware=`` and ``context_schema=GraphContext``.
+Add ``MandateGate(agent="assistant")`` to ``middleware=``; the gate finds Mandate's runtime context
+through :func:`~mandate.sdk.graph_context` (under ``mandate serve`` and under ``langgraph dev``).
 For each tool call, in order, each step fail-closed and audited:
 
 1. registry lookup (a tool without a policy is denied) and its argument schema;
@@ -37,6 +38,7 @@ from mandate.nodes.consent import SETTLED, ask_once, open_decision
 from mandate.nodes.step_up import require_step_up
 from mandate.nodes._outcomes import as_call, audit_denial
 from mandate.nodes.tool_executor import execute_call, usable_token
+from mandate.sdk.context import graph_context
 from mandate.sdk.credentials import CallCredentials, running_with
 from mandate.tools import ApprovalPolicy, ToolError, ToolSpec, args_hash
 
@@ -69,16 +71,15 @@ class MandateGate(AgentMiddleware[GatedAgentState, GraphContext]):
 
     async def abefore_agent(self, state: GatedAgentState, runtime: Runtime[GraphContext]) -> dict[str, Any] | None:
         """Record the requester on the thread's first run (Mandate's server does it too)."""
-        context = runtime.context
-        if not isinstance(context, GraphContext):
-            raise MandateContextMissingError("This agent runs only with Mandate's runtime context (context=GraphContext).")
+        context = await graph_context(runtime)
         return None if state.get("principal") else {"principal": context.caller.to_state()}
 
     async def awrap_tool_call(self, request: ToolCallRequest, handler: Handler) -> ToolMessage | Command:
         """Gate the call; run it only when every condition holds at the moment it runs."""
-        ctx = request.runtime.context
         call = request.tool_call
-        if not isinstance(ctx, GraphContext):
+        try:
+            ctx = await graph_context(request.runtime)
+        except MandateContextMissingError:
             return _refusal(call, "denied", "mandate_context_missing")
         state: MandateState = request.state  # type: ignore[assignment]
         with ctx.tracer.start_as_current_span(f"execute_tool {call['name']}") as span:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -73,30 +74,45 @@ async def test_langgraph_dev_runs_graphs_for_a_verified_user(studio_url: str, to
         assert "supervisor" in str(graph)
 
 
-async def test_langgraph_dev_keeps_tokens_out_and_threads_private(
+async def test_langgraph_dev_delegates_once_keeps_tokens_out_and_threads_private(
     studio_url: str, token: Callable[..., str], db: psycopg.Connection
 ) -> None:
+    alice_token = token("alice")
     async with (
-        get_client(url=studio_url, api_key=None, headers={"Authorization": f"Bearer {token('alice')}"}) as alice,
+        get_client(url=studio_url, api_key=None, headers={"Authorization": f"Bearer {alice_token}"}) as alice,
         get_client(url=studio_url, api_key=None, headers={"Authorization": f"Bearer {token('bob')}"}) as bob,
     ):
         thread = await alice.threads.create()
         paused = await alice.runs.wait(thread["thread_id"], "mandate", input={"messages": [{"role": "user", "content": TICKET}]})
         assert paused["__interrupt__"][0]["value"]["kind"] == "consent"
-        resumed = await alice.runs.wait(
-            thread["thread_id"], "mandate", command={"resume": {"decisions": [{"type": "approve"}]}}
-        )
-        # LangGraph's run store never receives the token, so a delegated call asks for Mandate's server.
-        assert resumed["__interrupt__"][0]["value"]["kind"] == "reauthenticate"
-        assert resumed["__interrupt__"][0]["value"]["reason"] == "token_not_held"
-        effects = db.execute(
-            "SELECT count(*) FROM mandate.demo_effects WHERE body->>'title' = 'the lamp in room 5 is broken'"
-        ).fetchone()
-        assert effects == (0,)
+        # bob can neither read nor resume alice's thread.
         with pytest.raises(httpx.HTTPStatusError) as hidden:
             await bob.threads.get(thread["thread_id"])
         assert hidden.value.response.status_code == 404
+        with pytest.raises(httpx.HTTPStatusError) as not_his:
+            await bob.runs.wait(thread["thread_id"], "mandate", command={"resume": {"decisions": [{"type": "approve"}]}})
+        assert not_his.value.response.status_code == 404
         assert thread["thread_id"] not in {t["thread_id"] for t in await bob.threads.search(limit=100)}
+        resumed = await alice.runs.wait(
+            thread["thread_id"], "mandate", command={"resume": {"decisions": [{"type": "approve"}]}}
+        )
+        # The run's token was handed over in memory: the executor exchanged it, once, as alice.
+        assert "__interrupt__" not in resumed, resumed
+        effects = db.execute(
+            "SELECT subject, actor FROM mandate.demo_effects WHERE api = 'tickets' AND idempotency_key LIKE %s",
+            (f"{thread['thread_id']}:%",),
+        ).fetchall()
+        assert effects == [("alice", "agent-executor")]
+        state = await alice.threads.get_state(thread["thread_id"])
+    signature = alice_token.rsplit(".", 1)[1]
+    assert signature not in json.dumps(state) and signature not in json.dumps(resumed)
+    assert not _at_rest(ROOT / ".langgraph_api", signature)
+    assert db.execute("SELECT count(*) FROM mandate.token_vault WHERE subject = 'alice' AND thread_id LIKE 'run:%%'").fetchone() == (0,)
+
+
+def _at_rest(folder: Path, needle: str) -> list[str]:
+    """The files under ``folder`` (LangGraph's local runs, checkpoints and store) holding ``needle``."""
+    return [str(f) for f in folder.rglob("*") if f.is_file() and needle.encode() in f.read_bytes()] if folder.exists() else []
 
 
 def test_langgraph_dev_refuses_missing_token_and_the_studio_bypass(studio_url: str) -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from mandate.runtime.errors import ProjectError
-from mandate.runtime.project import load_project
+from mandate.auth import Principal
+from mandate.runtime.errors import ProjectAuthRefusedError, ProjectError
+from mandate.runtime.project import MANDATE_AUTH, load_project
 from mandate.tools import ApprovalPolicy
 
 GRAPH_MODULE = '''
@@ -165,3 +166,63 @@ def test_mandate_serve_reports_a_wrong_project_without_a_traceback(tmp_path: Pat
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert "mandate.yaml: tools.0.approval.policy" in done.stderr and "Fix:" in done.stderr
+
+
+NARROWING_AUTH = '''
+from langgraph_sdk import Auth
+
+auth = Auth()
+
+@auth.on
+async def acme_only(ctx, value):
+    return ctx.user["tenant"] == "acme"
+
+@auth.on.threads.search
+async def by_team(ctx, value):
+    return {"team": "red"}
+
+@auth.on.threads.read
+async def broken(ctx, value):
+    raise RuntimeError("the project's own bug")
+
+@auth.on.threads.delete
+async def odd(ctx, value):
+    return ["not", "a", "filter"]
+'''
+
+
+def _principal(tenant: str) -> Principal:
+    return Principal(issuer="https://idp.example.com", issuer_key="idp", subject="ann", tenant=tenant)
+
+
+async def test_project_auth_lives_in_mandate_yaml_and_only_narrows(tmp_path: Path) -> None:
+    (tmp_path / "auth.py").write_text(NARROWING_AUTH)
+    config = _project(
+        tmp_path, {"g": "./graphs.py:builder"}, POLICIES + "auth: ./auth.py:auth\n",
+        auth={"path": MANDATE_AUTH, "disable_studio_auth": True}, http={"app": "mandate.runtime.studio:app"},
+    )
+    project = load_project(config)
+    assert project.auth is not None
+    assert await project.auth.decide(_principal("acme"), "threads", "create", {}) is None
+    assert await project.auth.decide(_principal("acme"), "threads", "search", {}) == {"team": "red"}
+    for tenant, action in (("globex", "create"), ("acme", "read"), ("acme", "delete")):  # no, a failure, a non-filter
+        with pytest.raises(ProjectAuthRefusedError):
+            await project.auth.decide(_principal(tenant), "threads", action, {})
+    with pytest.raises(ProjectAuthRefusedError):  # a filter the thread does not match
+        await project.auth.check(_principal("acme"), "threads", "search", {}, metadata={"team": "blue"})
+
+
+def test_a_project_cannot_replace_mandates_verifier_in_langgraph_json(tmp_path: Path) -> None:
+    (tmp_path / "auth.py").write_text(NARROWING_AUTH)
+    config = _project(tmp_path, {"g": "./graphs.py:builder"}, auth={"path": "./auth.py:auth"})
+    with pytest.raises(ProjectError) as refused:
+        load_project(config)
+    for name in ("langgraph.json", "auth.path", MANDATE_AUTH, "mandate.yaml", "Fix:"):
+        assert name in refused.value.message
+
+
+def test_langgraph_devs_view_of_a_project_imports_no_graph(tmp_path: Path) -> None:
+    config = _project(tmp_path, {"g": "./graphs.py:builder"})
+    (tmp_path / "graphs.py").write_text("raise SystemExit('imported')\n")
+    project = load_project(config, import_graphs=False)
+    assert project.graphs == {} and [t.name for t in project.tool_specs()] == ["open_ticket"]
