@@ -16,10 +16,11 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mandate.auth import PrincipalState
+from mandate.auth import Principal, PrincipalState
 from mandate.auth import vocabulary as fga
 from mandate.contract import ContextChunk, GraphContext, MandateContextMissingError
 from mandate.nodes import retrieve_authorized
+from mandate.sdk.context import graph_context
 
 __all__ = ["AuthorizedDocuments", "authorized_search"]
 
@@ -28,8 +29,8 @@ MAX_K = 20
 
 
 class AuthorizedDocuments(BaseRetriever):
-    """A retriever over Mandate's documents for one run: ``AuthorizedDocuments(context=runtime.context,
-    requester=state["principal"], agent="desk").ainvoke(question)``.
+    """A retriever over Mandate's documents for one run: ``AuthorizedDocuments(context=await
+    graph_context(runtime), requester=state["principal"], agent="desk").ainvoke(question)``.
 
     Asynchronous only: the checks are OpenFGA calls on the run's event loop.
     """
@@ -45,8 +46,8 @@ class AuthorizedDocuments(BaseRetriever):
     @field_validator("context")
     @classmethod
     def _mandates_context(cls, context: Any) -> GraphContext:
-        if not isinstance(context, GraphContext):
-            raise ValueError("not Mandate's runtime context: use runtime.context in a graph Mandate serves")
+        if not isinstance(context, GraphContext) or not isinstance(context.caller, Principal):
+            raise ValueError("not Mandate's runtime context: use `await graph_context(runtime)` in a graph Mandate serves")
         return context
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
@@ -79,9 +80,10 @@ def authorized_search(*, agent: str, name: str = "search_documents", k: int = 4)
         raise ValueError(f"k must be between 1 and {MAX_K}")
 
     async def search(query: str, runtime: ToolRuntime) -> tuple[str, list[Document]]:
-        context, requester = runtime.context, runtime.state.get("principal")
-        if not isinstance(context, GraphContext) or requester is None:
-            raise MandateContextMissingError("authorized_search runs only in a graph Mandate serves, after its requester is known.")
+        context = await graph_context(runtime, config=runtime.config)
+        requester = runtime.state.get("principal")
+        if requester is None:
+            raise MandateContextMissingError("authorized_search runs only after the thread's requester is known (MandateGate records it).")
         documents = await AuthorizedDocuments(context=context, requester=requester, agent=agent, k=k).ainvoke(query)
         found = [{"title": d.metadata["title"], "content": d.page_content} for d in documents]
         return json.dumps(found, ensure_ascii=False), documents
