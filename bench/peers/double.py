@@ -37,6 +37,8 @@ class ConversionDouble(ChatDouble):
         amount, base, quote = int(match[1]), match[2].upper(), match[3].upper()
         if not tool_results:
             return _completion(body, _call("lookup_rate", {"base": base, "quote": quote}))
+        if any(m.get("status") == "error" or str(m["content"]).startswith("{") for m in tool_results):
+            return _completion(body, {"role": "assistant", "content": f"I could not convert it: {tool_results[-1]['content']}"})
         if len(tool_results) == 1:
             rate = float(tool_results[0]["content"])
             return _completion(body, _call("convert_currency", {"amount": amount, "rate": rate}))
