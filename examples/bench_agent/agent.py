@@ -44,7 +44,6 @@ def _model() -> Any:
         model=os.environ.get("BENCH_AGENT_MODEL", "gpt-4o-mini"),
         base_url=os.environ.get("OPENAI_BASE_URL") or None,
         temperature=0,
-        max_retries=0,
     )
 
 
