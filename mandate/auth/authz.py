@@ -106,9 +106,11 @@ class OpenFgaAuthorizer:
         """
         if not questions:
             return []
+        # The same tuple asked twice in one call is decided once, at the same moment, and answered for both.
+        distinct = list(dict.fromkeys(questions))
         items = [
             ClientBatchCheckItem(user=q.user, relation=q.relation, object=q.object, correlation_id=str(i))
-            for i, q in enumerate(questions)
+            for i, q in enumerate(distinct)
         ]
         with self._tracer.start_as_current_span("mandate.authz.batch_check") as span:
             span.set_attribute("mandate.authz.model_id", self._model_id)
@@ -123,10 +125,10 @@ class OpenFgaAuthorizer:
             by_id = {item.correlation_id: item for item in response.result}
             if any(item.error is not None for item in response.result) or len(by_id) != len(items):
                 raise AuthorizationUnavailableError("The authorization service could not decide.")
-            decisions = [bool(by_id[str(i)].allowed) for i in range(len(items))]
-            for question, allowed in zip(questions, decisions, strict=True):
+            decided = {q: bool(by_id[str(i)].allowed) for i, q in enumerate(distinct)}
+            for question, allowed in decided.items():
                 self._record(question, allowed)
-            return decisions
+            return [decided[q] for q in questions]
 
     async def write(self, *, writes: Sequence[Relationship] = (), deletes: Sequence[Relationship] = ()) -> None:
         """Write and delete tuples; duplicates and missing deletes are ignored (idempotent).

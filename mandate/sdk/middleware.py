@@ -22,11 +22,11 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from langchain.agents.middleware import AgentMiddleware, AgentState
+from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
+from langchain.agents.middleware.types import ExtendedModelResponse, ModelCallResult
 from langchain_core.messages import ToolMessage
 from langgraph.errors import GraphBubbleUp
 from langgraph.prebuilt.tool_node import ToolCallRequest
-from langgraph.runtime import Runtime
 from langgraph.types import Command
 from typing_extensions import NotRequired
 
@@ -45,6 +45,7 @@ from mandate.tools import ApprovalPolicy, ToolError, ToolSpec, args_hash
 __all__ = ["GatedAgentState", "MandateGate"]
 
 Handler = Callable[[ToolCallRequest], Awaitable[ToolMessage | Command]]
+ModelHandler = Callable[[ModelRequest], Awaitable[ModelResponse]]
 
 
 class GatedAgentState(AgentState):
@@ -69,10 +70,24 @@ class MandateGate(AgentMiddleware[GatedAgentState, GraphContext]):
         self.agent = fga.agent(agent)
         """The acting agent's OpenFGA id (``agent:<name>``): its grants and its OAuth client."""
 
-    async def abefore_agent(self, state: GatedAgentState, runtime: Runtime[GraphContext]) -> dict[str, Any] | None:
-        """Record the requester on the thread's first run (Mandate's server does it too)."""
-        context = await graph_context(runtime)
-        return None if state.get("principal") else {"principal": context.caller.to_state()}
+    async def awrap_model_call(self, request: ModelRequest, handler: ModelHandler) -> ModelCallResult:
+        """Refuse to run without Mandate's context; record the requester on the thread's first run.
+
+        Done inside the model node rather than as a ``before_agent`` hook: a hook is a node of its
+        own, and every run would pay a superstep for it (a checkpoint, its writes, a streamed event)
+        although Mandate's server sets the requester itself. The model node comes before any tool
+        call, so the requester is on record (through the same write-once channel) before the gate
+        is asked about one.
+        """
+        context = await graph_context(request.runtime)
+        response = await handler(request)
+        if request.state.get("principal"):
+            return response
+        update: dict[str, Any] = {"principal": context.caller.to_state()}
+        if isinstance(response, ExtendedModelResponse):  # an inner middleware's update comes along
+            inner = response.command.update if response.command is not None else None
+            return ExtendedModelResponse(model_response=response.model_response, command=Command(update={**(inner or {}), **update}))
+        return ExtendedModelResponse(model_response=response, command=Command(update=update))
 
     async def awrap_tool_call(self, request: ToolCallRequest, handler: Handler) -> ToolMessage | Command:
         """Gate the call; run it only when every condition holds at the moment it runs."""

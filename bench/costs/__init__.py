@@ -1,0 +1,1 @@
+"""The cost of each control per run, from spans (see :mod:`bench.costs.run`)."""
