@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "bench_agent"
 VENVS = ROOT / ".bench-venvs"
 AEGRA_VENV = VENVS / "aegra"
-AEGRA_PACKAGES = ("aegra-cli==0.11.0", "aegra-api==0.11.0", "langchain", "langchain-openai")
+AEGRA_PACKAGES = ("aegra-cli==0.11.0", "aegra-api==0.11.0", "langchain==1.5.0", "langchain-openai==1.7.4")
 AEGRA_PYTHON = "3.12"
 """aegra-api 0.11 needs Python ≥ 3.12 (the project's venv is 3.11)."""
 QUIET = {"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGGRAPH_NO_VERSION_CHECK": "true", "LANGSMITH_TRACING": "false"}
@@ -124,6 +124,16 @@ def start_langgraph_dev(*, port: int, model_url: str, log: Path) -> Served:
     return Served(name="langgraph dev", url=url, process=process, log=log, note="langgraph dev (in-memory runtime), plain graph, no auth")
 
 
+def _interpreter() -> str:
+    """A working Python of :data:`AEGRA_PYTHON`: on ``PATH`` or under pyenv (nothing is downloaded)."""
+    pyenv = Path(os.environ.get("PYENV_ROOT", "~/.pyenv")).expanduser() / "versions"
+    candidates = [shutil.which(f"python{AEGRA_PYTHON}"), *sorted(map(str, pyenv.glob(f"{AEGRA_PYTHON}.*/bin/python{AEGRA_PYTHON}")), reverse=True)]
+    for candidate in filter(None, candidates):
+        if subprocess.run([candidate, "-c", "pass"], capture_output=True, check=False).returncode == 0:
+            return candidate
+    raise RuntimeError(f"aegra needs Python {AEGRA_PYTHON}: none on PATH or under pyenv. Fix: install one (pyenv install {AEGRA_PYTHON}).")
+
+
 def ensure_aegra(log: Path) -> Path:
     """The aegra command of the bench-only virtualenv, made from PyPI with ``uv`` on first use.
 
@@ -136,7 +146,10 @@ def ensure_aegra(log: Path) -> Path:
     uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
     VENVS.mkdir(exist_ok=True)
     with log.open("ab") as out:
-        made = subprocess.run([uv, "venv", "--python", AEGRA_PYTHON, str(AEGRA_VENV)], stdout=out, stderr=out, check=False)
+        made = subprocess.run(
+            [uv, "venv", "--python", _interpreter(), str(AEGRA_VENV)],
+            stdout=out, stderr=out, check=False, env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
+        )
         if made.returncode == 0:
             made = subprocess.run(
                 [uv, "pip", "install", "--python", str(AEGRA_VENV / "bin" / "python"), *AEGRA_PACKAGES],

@@ -1,6 +1,6 @@
 """The peer benchmark's short version: one run of the bench agent through each server, answers and
-Mandate's audit rows checked (never its timings). aegra is tried only where its bench-only virtualenv
-already exists (``python -m bench.peers`` makes it); the test suite never installs it."""
+Mandate's audit rows checked (never its timings). aegra runs from its bench-only virtualenv
+(``.bench-venvs/aegra``, made from PyPI on first use, never a project dependency)."""
 
 from __future__ import annotations
 
@@ -105,10 +105,10 @@ def test_the_floor_runs_the_plain_agent_in_process(stack_settings: Settings, mod
     asyncio.run(go())
 
 
-@pytest.mark.skipif(not (servers.AEGRA_VENV / "bin" / "aegra").exists(), reason="aegra's bench virtualenv is not installed (python -m bench.peers makes it)")
 def test_aegra_runs_the_plain_agent(stack_settings: Settings, model_url: str, tmp_path: Path) -> None:
+    aegra = servers.ensure_aegra(tmp_path / "aegra-install.log")  # its bench-only virtualenv, made once (~10 s)
     served = servers.start_aegra(
-        aegra=servers.AEGRA_VENV / "bin" / "aegra", database_url=_database(stack_settings.database_url, "bench_aegra"),
+        aegra=aegra, database_url=_database(stack_settings.database_url, "bench_aegra"),
         port=free_port(), model_url=model_url, workdir=tmp_path, log=tmp_path / "aegra.log",
     )
     try:
