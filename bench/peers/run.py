@@ -34,7 +34,7 @@ import httpx
 import psutil
 
 from bench.peers import servers
-from bench.peers.drive import Phase, Result, measure, sdk_runner
+from bench.peers.drive import Result, measure, sdk_runner
 from bench.peers.floor import floor_runner
 
 USERS = ("alice", "dave")
