@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import select
 from collections.abc import Sequence
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -30,6 +32,22 @@ async def _configure(conn: AsyncConnection) -> None:
     await register_vector_async(conn)
 
 
+async def check_if_the_server_spoke(conn: AsyncConnection[Any]) -> None:
+    """The pool's check of a connection leaving it, without a round trip while the server is silent.
+
+    An idle connection's socket has nothing to read unless the server closed it (a restart, an
+    administrator's terminate) or sent a notice; only then is it checked with a query, and replaced
+    if that fails. A round trip on every checkout cost a sixth of a run's CPU.
+    """
+    if conn.closed or conn.broken or _readable(conn.pgconn.socket):
+        await AsyncConnectionPool.check_connection(conn)
+
+
+def _readable(fd: int) -> bool:
+    readable, _, _ = select.select([fd], [], [], 0)
+    return bool(readable)
+
+
 async def open_pool(dsn: str, *, max_size: int = 10) -> AsyncConnectionPool:
     """Open the shared pool; the ``vector`` extension must exist first (see :func:`apply_migrations`).
 
@@ -45,7 +63,7 @@ async def open_pool(dsn: str, *, max_size: int = 10) -> AsyncConnectionPool:
         configure=_configure,
         # A connection is checked as it leaves the pool: after Postgres restarts, the pool's old
         # connections are replaced instead of failing one request each.
-        check=AsyncConnectionPool.check_connection,
+        check=check_if_the_server_spoke,
         kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
     )
     await pool.open(wait=True)

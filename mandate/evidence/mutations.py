@@ -182,7 +182,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         name="pool-keeps-dead-connections",
         removes="The pool hands out connections without checking them, so each one a Postgres restart broke fails a request.",
         path="mandate/_db.py",
-        original="        check=AsyncConnectionPool.check_connection,\n",
+        original="        check=check_if_the_server_spoke,\n",
         replacement="",
     ),
     Mutation(
