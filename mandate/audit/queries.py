@@ -303,8 +303,11 @@ TABLES_PRESENT = """
 SELECT to_regclass('mandate.threads') IS NOT NULL AS threads,
        to_regclass('checkpoints') IS NOT NULL AS checkpoints,
        to_regclass('mandate.token_vault') IS NOT NULL AS vault,
-       to_regclass('mandate.tool_calls') IS NOT NULL AS tool_calls
+       to_regclass('mandate.tool_calls') IS NOT NULL AS tool_calls,
+       to_regclass('mandate.run_events') IS NOT NULL AS run_events
 """
+DELETE_RUN_EVENTS = "DELETE FROM mandate.run_events WHERE thread_id = ANY(%(thread_ids)s::uuid[])"
+"""A run's stored events hold its messages and state; they have no foreign key (see the runtime's schema)."""
 DELETE_TOOL_CALLS = "DELETE FROM mandate.tool_calls WHERE requester_issuer = %(issuer)s AND requester_subject = %(subject)s"
 """The call ledger keeps the arguments of a person's calls: they go with the person."""
 DELETE_VAULT_ENTRIES = "DELETE FROM mandate.token_vault WHERE issuer = %(issuer)s AND subject = %(subject)s"

@@ -117,7 +117,8 @@ async def purge_records(
 async def erase_subject(
     pool: Pool, *, log: AuditLog, pseudonym: str, issuer: str, subject: str, actor: str
 ) -> ErasureResult:
-    """Erase what Mandate holds about ``subject`` at ``issuer``, in one transaction, and record it.
+    """Erase what Mandate holds about ``subject`` at ``issuer`` (threads with their runs and run events,
+    checkpoints, vaulted tokens, ledgered calls, the pseudonym's key), in one transaction, and record it.
 
     Args:
         pool: The database.
@@ -141,6 +142,8 @@ async def erase_subject(
             for statement in queries.DELETE_THREAD_CHECKPOINTS:
                 checkpoint_rows += (await conn.execute(statement, {"thread_ids": thread_ids})).rowcount
         if thread_ids:
+            if present["run_events"]:
+                await conn.execute(queries.DELETE_RUN_EVENTS, {"thread_ids": thread_ids})
             await conn.execute(queries.DELETE_THREADS, {"thread_ids": thread_ids})
         vault_entries = (await conn.execute(queries.DELETE_VAULT_ENTRIES, owner)).rowcount if present["vault"] else 0
         if present["tool_calls"]:

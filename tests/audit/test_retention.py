@@ -46,6 +46,10 @@ async def _run_thread(pool: Pool, *, tenant: str, subject: str) -> str:
             "VALUES (%s, %s, %s, %s, %s)",
             (thread_id, tenant, ISSUER, subject, Jsonb({})),
         )
+        await conn.execute(  # what a run streamed: its state, messages included
+            "INSERT INTO mandate.run_events (run_id, seq, thread_id, event, data) VALUES (%s, 1, %s, 'values', %s)",
+            (uuid.uuid4(), thread_id, '{"notes": ["private text"]}'),
+        )
     graph = StateGraph(_State)
     graph.add_node("note", lambda state: {"notes": [*state["notes"], "seen"]})
     graph.add_edge(START, "note")
@@ -64,6 +68,7 @@ async def _held(pool: Pool, thread_id: str) -> dict[str, int]:
             ("checkpoint_blobs", "thread_id"),
             ("checkpoint_writes", "thread_id"),
             ("mandate.token_vault", "thread_id"),
+            ("mandate.run_events", "thread_id::text"),
         ):
             cursor = await conn.execute(f"SELECT count(*) AS n FROM {table} WHERE {column} = %s", (thread_id,))
             row = await cursor.fetchone()
