@@ -164,29 +164,21 @@ async def _open_ingestor(settings: Settings) -> AsyncIterator[Ingestor]:
 
     from mandate import retrieval
     from mandate._db import apply_migrations, open_pool
-    from mandate.auth import OpenFgaAuthorizer, ensure_store_and_model, open_fga_client
     from mandate.retrieval import Ingestor, OpenFgaDirectory, build_embeddings
-    from mandate.runtime.services import MODEL_PATH
+    from mandate.runtime.services import open_authorizer
 
-    api_token = settings.fga_api_token.get_secret_value() if settings.fga_api_token else None
-    store_id, model_id = await ensure_store_and_model(
-        api_url=settings.fga_api_url, store_name=settings.fga_store_name, model_path=MODEL_PATH,
-        store_id=settings.fga_store_id, model_id=settings.fga_model_id, api_token=api_token,
-    )
     # The same settings as the service: ingesting with another embedder would make chunks unfindable.
     embeddings = build_embeddings(
         settings.embeddings_provider, model=settings.embeddings_model, base_url=settings.llm_base_url,
         api_key=settings.llm_api_key.get_secret_value(),
     )
-    pool = await open_pool(settings.database_url, max_size=2)
-    client = open_fga_client(api_url=settings.fga_api_url, store_id=store_id, model_id=model_id, api_token=api_token)
-    try:
-        await apply_migrations(pool, room="retrieval", migrations=retrieval.MIGRATIONS)
-        authz = OpenFgaAuthorizer(client=client, model_id=model_id, tracer=trace.get_tracer(__name__))
-        yield Ingestor(pool=pool, authz=authz, embeddings=embeddings, directory=OpenFgaDirectory(client=client))
-    finally:
-        await client.close()
-        await pool.close()
+    async with open_authorizer(settings, tracer=trace.get_tracer(__name__)) as (authz, client):
+        pool = await open_pool(settings.database_url, max_size=2)
+        try:
+            await apply_migrations(pool, room="retrieval", migrations=retrieval.MIGRATIONS)
+            yield Ingestor(pool=pool, authz=authz, embeddings=embeddings, directory=OpenFgaDirectory(client=client))
+        finally:
+            await pool.close()
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:

@@ -220,25 +220,11 @@ async def _grant_keycloak_users(settings: Settings) -> None:
     """Write the demo world's user grants for the Keycloak users (idempotent), in the app's store."""
     from opentelemetry import trace
 
-    from mandate.auth import OpenFgaAuthorizer, ensure_store_and_model, open_fga_client
     from mandate.devstack.keycloak import KEYCLOAK_ISSUER_KEY, demo_relationships
-    from mandate.runtime.services import MODEL_PATH
+    from mandate.runtime.services import open_authorizer
 
-    api_token = settings.fga_api_token.get_secret_value() if settings.fga_api_token else None
-    store_id, model_id = await ensure_store_and_model(
-        api_url=settings.fga_api_url,
-        store_name=settings.fga_store_name,
-        model_path=MODEL_PATH,
-        store_id=settings.fga_store_id,
-        model_id=settings.fga_model_id,
-        api_token=api_token,
-    )
-    client = open_fga_client(api_url=settings.fga_api_url, store_id=store_id, model_id=model_id, api_token=api_token)
-    try:
-        authz = OpenFgaAuthorizer(client=client, model_id=model_id, tracer=trace.get_tracer(__name__))
+    async with open_authorizer(settings, tracer=trace.get_tracer(__name__)) as (authz, _):
         await authz.write(writes=demo_relationships(KEYCLOAK_ISSUER_KEY))
-    finally:
-        await client.close()
 
 
 def _serving(api_url: str) -> bool:

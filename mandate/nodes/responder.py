@@ -17,7 +17,7 @@ from mandate.contract.state import ContextChunk, GraphContext, MandateState, Too
 if TYPE_CHECKING:
     from langchain_openai import ChatOpenAI  # annotations only: importing it costs a second at every start
 
-__all__ = ["LlmResponder", "OfflineResponder", "Responder", "responder_node"]
+__all__ = ["LlmResponder", "OfflineResponder", "responder_node"]
 
 NOTHING_FOUND = "I found no documents you are allowed to read that answer this."
 RESPONDER_SYSTEM_PROMPT = (

@@ -423,7 +423,7 @@ VALUES (%(tenant)s, %(assistant_id)s, %(version)s, %(graph_id)s, %(name)s, %(des
     %(metadata)s, %(created_by)s)
 """
 
-SET_ASSISTANT_VERSION = f"""
+SET_ASSISTANT_VERSION = """
 UPDATE mandate.assistants a
 SET graph_id = v.graph_id, name = v.name, description = v.description, config = v.config, context = v.context,
     metadata = v.metadata, version = v.version, updated_at = now()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.graph.state import CompiledStateGraph
+from openfga_sdk import OpenFgaClient
 from opentelemetry import trace
 from opentelemetry.trace import TracerProvider
 
@@ -42,7 +43,7 @@ from mandate.runtime.settings import DEV_SECRET_PLACEHOLDER, AgentClientSettings
 from mandate.runtime.threads import ThreadStore
 from mandate.tools import ToolRegistry
 
-__all__ = ["MODEL_PATH", "Services", "agent_clients", "graph_of", "open_services", "project_of", "trusted_issuers"]
+__all__ = ["MODEL_PATH", "Services", "agent_clients", "graph_of", "open_authorizer", "open_services", "project_of", "trusted_issuers"]
 
 MODEL_PATH = Path(__file__).resolve().parent.parent / "auth" / "model.fga"
 
@@ -148,6 +149,22 @@ def agent_clients(settings: Settings, project: Project) -> dict[str, AgentClient
 
 
 @asynccontextmanager
+async def open_authorizer(settings: Settings, *, tracer: trace.Tracer) -> AsyncIterator[tuple[OpenFgaAuthorizer, OpenFgaClient]]:
+    """The authorizer over ``settings``' OpenFGA store and model (created or brought up to date
+    first), and its client for the directory; the client is closed on exit."""
+    api_token = settings.fga_api_token.get_secret_value() if settings.fga_api_token else None
+    store_id, model_id = await ensure_store_and_model(
+        api_url=settings.fga_api_url, store_name=settings.fga_store_name, model_path=MODEL_PATH,
+        store_id=settings.fga_store_id, model_id=settings.fga_model_id, api_token=api_token,
+    )
+    client = open_fga_client(api_url=settings.fga_api_url, store_id=store_id, model_id=model_id, api_token=api_token)
+    try:
+        yield OpenFgaAuthorizer(client=client, model_id=model_id, tracer=tracer), client
+    finally:
+        await client.close()
+
+
+@asynccontextmanager
 async def open_services(
     settings: Settings, *, tracer_provider: TracerProvider, project: Project | None = None
 ) -> AsyncIterator[Services]:
@@ -159,11 +176,11 @@ async def open_services(
     tracer = tracer_provider.get_tracer(TRACER_NAME)
     project = project or project_of(settings)
     agents = agent_clients(settings, project)
-    pool = await open_pool(settings.database_url)
-    http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
-    fga = None
-    audit_log: AuditLog | None = None
-    try:
+    async with AsyncExitStack() as stack:  # closes in reverse: the audit log, OpenFGA, HTTP, the pool
+        pool = await open_pool(settings.database_url)
+        stack.push_async_callback(pool.close)
+        http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+        stack.push_async_callback(http.aclose)
         for room, migrations in (
             ("auth", auth.MIGRATIONS),
             ("retrieval", retrieval.MIGRATIONS),
@@ -176,17 +193,7 @@ async def open_services(
         # database; a run whose replica died is taken over by a worker once its lease expired.
         checkpointer = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
         await checkpointer.setup()
-        api_token = settings.fga_api_token.get_secret_value() if settings.fga_api_token else None
-        store_id, model_id = await ensure_store_and_model(
-            api_url=settings.fga_api_url,
-            store_name=settings.fga_store_name,
-            model_path=MODEL_PATH,
-            store_id=settings.fga_store_id,
-            model_id=settings.fga_model_id,
-            api_token=api_token,
-        )
-        fga = open_fga_client(api_url=settings.fga_api_url, store_id=store_id, model_id=model_id, api_token=api_token)
-        authz = OpenFgaAuthorizer(client=fga, model_id=model_id, tracer=tracer)
+        authz, fga = await stack.enter_async_context(open_authorizer(settings, tracer=tracer))
         embeddings = build_embeddings(
             settings.embeddings_provider,
             model=settings.embeddings_model,
@@ -199,6 +206,7 @@ async def open_services(
         tools = ToolRegistry(project.tool_specs())
         vault = TokenVaultStore(pool=pool, secret=settings.vault_key.get_secret_value().encode())
         audit_log = AuditLog(pool=pool, signer=audit_signer(settings))
+        stack.push_async_callback(audit_log.close)  # writes the counts of coalesced denials still open
         services = Services(
             settings=settings,
             pool=pool,
@@ -239,12 +247,3 @@ async def open_services(
         if grants:
             await authz.write(writes=grants)
         yield services
-    finally:
-        try:
-            if audit_log is not None:
-                await audit_log.close()  # writes the counts of coalesced denials still open
-        finally:
-            await http.aclose()
-            if fga is not None:
-                await fga.close()
-            await pool.close()
