@@ -250,8 +250,15 @@ async def test_verify_refreshes_after_half_max_age_and_drops_removed_key(
     clock.now += 2
     assert (await verifier.verify(old)).subject == "u1"  # served from the cache; a refresh starts behind it
     await _until(lambda: issuer.jwks_fetches == 2)
-    with pytest.raises(UnknownKeyError):
-        await verifier.verify(old)
+    # The issuer counts its answer before the verifier has read it: the removed key goes a moment later.
+    deadline = time.monotonic() + LIVENESS_SECONDS
+    while True:
+        try:
+            await verifier.verify(old)
+        except UnknownKeyError:
+            break
+        assert time.monotonic() < deadline, "the removed key was never dropped"
+        await asyncio.sleep(0.01)
     assert (await verifier.verify(issuer.token())).subject == "u1"
 
 
