@@ -192,7 +192,7 @@ def _serve(settings: Settings, *, otlp_traces_endpoint: str | None = None) -> No
 
 
 def _project(args: argparse.Namespace) -> dict[str, Path]:
-    """``--config``: the project whose graphs to serve (else ``MANDATE_PROJECT``, else none)."""
+    """``--config``: the project whose graphs to serve (else ``MANDATE_PROJECT``, else the built-in graphs)."""
     if args.config is None:
         return {}
     if not args.config.is_file():
@@ -378,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument(
         "--config", type=Path, metavar="LANGGRAPH_JSON",
-        help="also serve this project's graphs, under the policies of the mandate.yaml beside it",
+        help="serve this project's graphs under the policies of the mandate.yaml beside it (default: the built-in graphs)",
     )
     commands.add_parser(
         "dev", help="start Mandate with embedded Postgres, OpenFGA, dev issuer and demo data",
