@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mandate.runtime.errors import ControlFieldRefusedError
+from mandate.runtime.errors import ControlFieldRefusedError, UnsupportedOptionError
 
 __all__ = [
     "MAX_MESSAGE_CHARS",
@@ -135,6 +135,18 @@ class RunCreate(BaseModel):
     """``/runs/wait`` and ``/runs/stream``: whether the run is cancelled when the client goes away."""
     webhook: str | None = Field(default=None, max_length=2048)
     """Where to POST the run's outcome when it ends (an allow-listed host; signed, retried)."""
+
+    after_seconds: float | None = None
+    """Not offered: a run starts when a worker is free (refused unless 0, rather than ignored)."""
+    durability: Literal["async"] | None = None
+    """Only LangGraph's default: ``exit`` would let a crash replay tool calls, ``sync`` buys nothing here."""
+
+    @field_validator("after_seconds")
+    @classmethod
+    def _now(cls, after: float | None) -> float | None:
+        if after:
+            raise UnsupportedOptionError("after_seconds is not offered: a run starts as soon as a worker is free; schedule it on your side.")
+        return after
 
     @model_validator(mode="after")
     def _no_steering(self) -> RunCreate:

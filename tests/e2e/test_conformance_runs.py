@@ -250,6 +250,8 @@ async def test_background_run_answers_content_location(client: httpx.Client, tok
         ("POST", "/threads/prune", {"thread_ids": [str(uuid.uuid4())] * 1001}, 422, "invalid_request"),
         ("POST", "/runs/wait", {"input": _user("x"), "on_completion": "explode"}, 422, "invalid_request"),
         ("POST", "/runs/batch", [], 422, "invalid_request"),
+        ("POST", "/threads/{t}/runs", {"input": _user("x"), "after_seconds": 30}, 422, "unsupported_option"),
+        ("POST", "/threads/{t}/runs/wait", {"input": _user("x"), "durability": "exit"}, 422, "invalid_request"),
     ],
 )
 def test_every_refusal_is_mandates_json_error(
