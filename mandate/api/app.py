@@ -97,18 +97,16 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with (
-            open_services(settings, tracer_provider=tracer_provider, project=project) as services,
-            open_run_engine(services) as engine,
-        ):
+        async with open_services(settings, tracer_provider=tracer_provider, project=project) as services:
             app.state.services = services
             if settings.dev_issuer:
                 app.state.demo_api_verifiers = demo_api_verifiers(services)
-                if settings.seed_demo:
+                if settings.seed_demo:  # before the engine: its workers may take over runs at once
                     await seed_demo_world(authz=services.authz, ingestor=services.ingestor)
-            app.state.runs = engine.runs
-            app.state.worker = engine.worker
-            yield
+            async with open_run_engine(services) as engine:
+                app.state.runs = engine.runs
+                app.state.worker = engine.worker
+                yield
 
     app = FastAPI(title="Mandate", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)

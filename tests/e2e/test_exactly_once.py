@@ -87,7 +87,9 @@ def test_ticket_effect_survives_kill_between_commit_and_response_exactly_once(
     with _service(stack_settings, port, delay=0), httpx.Client(base_url=url, timeout=60) as client:
         # The dead process's lease expires; the restarted one takes the run over from its last
         # checkpoint (the tool executor runs again, with the same idempotency key) and finishes it.
-        killed = client.get(f"/threads/{thread}/runs", headers=bearer(alice)).json()[0]
+        listed = client.get(f"/threads/{thread}/runs", headers=bearer(alice))
+        assert listed.status_code == 200, listed.text
+        killed = listed.json()[0]
         values = client.get(f"/threads/{thread}/runs/{killed['run_id']}/join", headers=bearer(alice)).json()
         assert "create_ticket: done" in last_answer(values)
         assert client.get(f"/threads/{thread}/runs/{killed['run_id']}", headers=bearer(alice)).json()["status"] == "success"
