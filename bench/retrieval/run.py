@@ -18,7 +18,7 @@ import numpy as np
 from opentelemetry import trace
 from tqdm import tqdm
 
-from bench.retrieval.arms import ARMS, Answer, Floors, measure_floors
+from bench.retrieval.arms import ALL_ARMS, ARMS, Answer, Floors, measure_floors
 from bench.retrieval.corpus import CHUNKS_PER_DOCUMENT, BenchUser, Corpus, build_corpus, build_users
 from bench.retrieval.report import CellStats, summarize, write_results
 from bench.retrieval.store import open_store, running_stack
@@ -26,6 +26,7 @@ from bench.retrieval.store import open_store, running_stack
 FRACTIONS = (0.5, 0.1, 0.01, 0.001)
 DEFAULT_SIZES = (10_000, 100_000)
 QUICK_SIZES = (2_000,)
+MILLION = 1_000_000
 WARMUP_QUESTIONS = 5
 
 
@@ -36,6 +37,14 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="corpus sizes in chunks (multiples of 1,000)")
     parser.add_argument("--queries", type=int, default=None, help="questions per cell (default 200, quick 20)")
     parser.add_argument("-k", type=int, default=10, help="chunks per answer")
+    parser.add_argument(
+        "--one-million", action="store_true",
+        help="one 1,000,000-chunk corpus, 100 questions per cell (not in CI: about an hour on two cores; writes retrieval-1m.*)",
+    )
+    parser.add_argument(
+        "--arms", nargs="+", default=None, choices=[arm.name for arm in ALL_ARMS], metavar="ARM",
+        help=f"arms to run (default: {', '.join(repr(a.name) for a in ARMS)}; also {', '.join(repr(a.name) for a in ALL_ARMS if a not in ARMS)})",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where to write the table")
     parser.add_argument(
         "--name", default=None,
@@ -49,7 +58,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def results_name(args: argparse.Namespace) -> str:
     """The results' file name: a smoke run never overwrites the committed full results."""
-    return str(args.name or ("retrieval-quick" if args.quick else "retrieval"))
+    return str(args.name or ("retrieval-quick" if args.quick else "retrieval-1m" if args.one_million else "retrieval"))
 
 
 def _truths(corpus: Corpus, user: BenchUser, k: int) -> tuple[list[list[int]], list[float]]:
@@ -67,15 +76,22 @@ def _truths(corpus: Corpus, user: BenchUser, k: int) -> tuple[list[list[int]], l
     return truths, seconds
 
 
+def selected_arms(args: argparse.Namespace) -> tuple[type, ...]:
+    """The arm classes to run, in table order."""
+    if not args.arms:
+        return ARMS
+    return tuple(arm for arm in ALL_ARMS if arm.name in args.arms)
+
+
 async def _run_size(
-    chunks: int, *, questions: int, k: int, database_url: str, fga_api_url: str
+    chunks: int, *, questions: int, k: int, database_url: str, fga_api_url: str, arm_types: tuple[type, ...] = ARMS
 ) -> tuple[list[CellStats], Floors, dict[str, float]]:
     corpus = build_corpus(chunks, questions=questions)
     users = build_users(corpus, FRACTIONS)
     async with open_store(
         corpus, users, database_url=database_url, fga_api_url=fga_api_url, tracer=trace.get_tracer("bench")
     ) as store:
-        arms = [arm(store, corpus) for arm in ARMS]
+        arms = [arm(store, corpus) for arm in arm_types]
         largest = max(users, key=lambda u: len(u.documents))
         for arm in arms:
             for question in range(min(WARMUP_QUESTIONS, questions)):
@@ -101,8 +117,8 @@ async def _run_size(
 
 async def run(args: argparse.Namespace) -> int:
     """Run every size, print the table and write it under ``args.out``."""
-    sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
-    questions = args.queries or (20 if args.quick else 200)
+    sizes = args.sizes or (QUICK_SIZES if args.quick else (MILLION,) if args.one_million else DEFAULT_SIZES)
+    questions = args.queries or (20 if args.quick else 100 if args.one_million else 200)
     all_stats: list[CellStats] = []
     floors: dict[int, Floors] = {}
     notes = [
@@ -112,11 +128,15 @@ async def run(args: argparse.Namespace) -> int:
     with running_stack(database_url=args.database_url, fga_api_url=args.fga_api_url) as (database_url, fga_api_url):
         for chunks in sizes:
             stats, floor, load = await _run_size(
-                chunks, questions=questions, k=args.k, database_url=database_url, fga_api_url=fga_api_url
+                chunks, questions=questions, k=args.k, database_url=database_url, fga_api_url=fga_api_url,
+                arm_types=selected_arms(args),
             )
             all_stats += stats
             floors[chunks] = floor
-            notes.append(f"{chunks:,} chunks loaded in " + ", ".join(f"{step} {s:.0f} s" for step, s in load.items()) + ".")
+            notes.append(
+                f"{chunks:,} chunks loaded in " + ", ".join(f"{step} {s:.0f} s" for step, s in load.items())
+                + f"; load average after its queries {', '.join(f'{x:.1f}' for x in os.getloadavg())}."
+            )
     path = write_results(args.out, results_name(args), all_stats, floors, notes)
     print(path.read_text())
     print(f"Written to {path}.")
