@@ -30,7 +30,7 @@ from bench.retrieval.anchor import AnchorRetriever
 from bench.retrieval.corpus import AGENT, CHUNKS_PER_DOCUMENT, TENANT, BenchUser, Corpus
 from bench.retrieval.store import BenchStore
 from mandate.auth import Relationship
-from mandate.retrieval import AuthorizedRetriever
+from mandate.retrieval import AuthorizedRetriever, SearchTuning
 
 __all__ = [
     "ALL_ARMS", "ARMS", "AnchorArm", "Answer", "Floors", "ListObjectsArm", "MandateArm", "PostFilterArm", "UnfilteredAnnArm",
@@ -187,6 +187,9 @@ class MandateArm:
 
     name = "C Mandate"
 
+    tuning: SearchTuning | None = None
+    """Knobs for this run (``--tuning``); ``None``: the retriever's defaults."""
+
     def __init__(self, store: BenchStore, corpus: Corpus) -> None:
         self._spans = InMemorySpanExporter()
         provider = TracerProvider()
@@ -198,6 +201,7 @@ class MandateArm:
             tracer=provider.get_tracer("bench"),
             min_similarity=-1.0,
             directory=store.directory,
+            tuning=self.tuning,
         )
 
     async def answer(self, question: int, user: BenchUser, k: int) -> Answer:

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from opentelemetry import trace
 from tqdm import tqdm
 
-from bench.retrieval.arms import ALL_ARMS, ARMS, Answer, Floors, measure_floors
+from bench.retrieval.arms import ALL_ARMS, ARMS, Answer, Floors, MandateArm, measure_floors
 from bench.retrieval.corpus import CHUNKS_PER_DOCUMENT, BenchUser, Corpus, build_corpus, build_users
 from bench.retrieval.report import CellStats, summarize, write_results
 from bench.retrieval.store import open_store, running_stack
+from mandate.retrieval import SearchTuning
 
 FRACTIONS = (0.5, 0.1, 0.01, 0.001)
 DEFAULT_SIZES = (10_000, 100_000)
@@ -50,6 +53,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         "--name", default=None,
         help="file name of the results, without suffix (default: retrieval; retrieval-quick with --quick, so a smoke "
         "run never overwrites the committed full results)",
+    )
+    parser.add_argument(
+        "--tuning", type=Path, default=None,
+        help="JSON object of SearchTuning fields for arm C, read once each corpus is loaded (for sweeps; default: the "
+        "retriever's defaults)",
     )
     parser.add_argument("--database-url", default="", help="use this Postgres (needs CREATEDB) instead of an embedded one")
     parser.add_argument("--fga-api-url", default="", help="use this OpenFGA instead of an embedded one")
@@ -83,14 +91,24 @@ def selected_arms(args: argparse.Namespace) -> tuple[type, ...]:
     return tuple(arm for arm in ALL_ARMS if arm.name in args.arms)
 
 
+def _tuning(path: Path | None) -> SearchTuning:
+    """The knobs of arm C: the retriever's defaults, overridden by the fields in ``path`` if given."""
+    fields = json.loads(path.read_text()) if path is not None else {}
+    return replace(SearchTuning(), **fields)
+
+
 async def _run_size(
-    chunks: int, *, questions: int, k: int, database_url: str, fga_api_url: str, arm_types: tuple[type, ...] = ARMS
+    chunks: int, *, questions: int, k: int, database_url: str, fga_api_url: str, arm_types: tuple[type, ...] = ARMS,
+    tuning_path: Path | None = None, notes: list[str] | None = None,
 ) -> tuple[list[CellStats], Floors, dict[str, float]]:
     corpus = build_corpus(chunks, questions=questions)
     users = build_users(corpus, FRACTIONS)
     async with open_store(
         corpus, users, database_url=database_url, fga_api_url=fga_api_url, tracer=trace.get_tracer("bench")
     ) as store:
+        MandateArm.tuning = _tuning(tuning_path)
+        if notes is not None:
+            notes.append(f"{chunks:,} chunks: arm C ran with {MandateArm.tuning}.")
         arms = [arm(store, corpus) for arm in arm_types]
         largest = max(users, key=lambda u: len(u.documents))
         for arm in arms:
@@ -129,7 +147,7 @@ async def run(args: argparse.Namespace) -> int:
         for chunks in sizes:
             stats, floor, load = await _run_size(
                 chunks, questions=questions, k=args.k, database_url=database_url, fga_api_url=fga_api_url,
-                arm_types=selected_arms(args),
+                arm_types=selected_arms(args), tuning_path=args.tuning, notes=notes,
             )
             all_stats += stats
             floors[chunks] = floor

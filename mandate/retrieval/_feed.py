@@ -276,7 +276,7 @@ class ChangeFeed:
         if row["from_future"]:
             raise FeedPositionError(
                 "The stored position of OpenFGA's change log lies in the future; nothing is retrieved until "
-                "it is reset (mandate.acl_feed_positions)."
+                "it is reset (mandate.acl_sync_cursors)."
             )
         position = row["applied_through"]
         return position if isinstance(position, datetime) else None

@@ -76,14 +76,11 @@ MIGRATIONS = [
     );
     """,
     # 3: the change feed follows every object type from a time, not a document-only cursor: its
-    # position is the timestamp of the newest change applied (see _feed).
+    # position is a time before which every change is applied (see _feed). Old cursors are dropped,
+    # so the first sync replays the log once.
     """
-    DROP TABLE mandate.acl_sync_cursors;
-    CREATE TABLE mandate.acl_feed_positions (
-        store_id text PRIMARY KEY,
-        applied_through timestamptz,
-        updated_at timestamptz NOT NULL DEFAULT now()
-    );
+    DELETE FROM mandate.acl_sync_cursors;
+    ALTER TABLE mandate.acl_sync_cursors DROP COLUMN continuation_token, ADD COLUMN applied_through timestamptz;
     """,
 ]
 
@@ -120,19 +117,19 @@ SELECT_DOCUMENT_ACLS = "SELECT doc_id, tenant, acl FROM mandate.documents WHERE 
 
 SELECT_FEED_POSITION = """
 SELECT applied_through, coalesce(applied_through > now() + interval '1 minute', false) AS from_future
-FROM mandate.acl_feed_positions WHERE store_id = %(store_id)s
+FROM mandate.acl_sync_cursors WHERE store_id = %(store_id)s
 """
 """The stored position; one more than a minute ahead of the database's clock is refused."""
 
 UPSERT_FEED_POSITION = """
-INSERT INTO mandate.acl_feed_positions AS p (store_id, applied_through) VALUES (%(store_id)s, %(position)s)
+INSERT INTO mandate.acl_sync_cursors AS p (store_id, applied_through) VALUES (%(store_id)s, %(position)s)
 ON CONFLICT (store_id) DO UPDATE
 SET applied_through = GREATEST(p.applied_through, EXCLUDED.applied_through), updated_at = now()
 """
 """Replicas advance the shared position; it never moves back (only :data:`RESET_FEED_POSITION` does)."""
 
 RESET_FEED_POSITION = """
-INSERT INTO mandate.acl_feed_positions AS p (store_id, applied_through) VALUES (%(store_id)s, %(position)s)
+INSERT INTO mandate.acl_sync_cursors AS p (store_id, applied_through) VALUES (%(store_id)s, %(position)s)
 ON CONFLICT (store_id) DO UPDATE SET applied_through = EXCLUDED.applied_through, updated_at = now()
 """
 
