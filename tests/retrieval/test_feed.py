@@ -7,6 +7,7 @@ queries and checks the very next one.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -95,6 +96,17 @@ async def test_every_replica_honours_a_revocation_on_its_next_query(rooms: Rooms
     await rooms.authz.write(deletes=[Relationship("user:lou", "viewer", f"document:{tenant}-shared")])
     for replica in replicas:  # the first rewrites the document's tokens; the second drops its closure too
         assert await _read(rooms, replica, tenant, "lou") == set()
+
+
+async def test_concurrent_queries_after_a_revocation_share_reads_and_all_honour_it(rooms: Rooms) -> None:
+    tenant = unique("fc")
+    await rooms.authz.write(writes=tenant_grants(tenant, "kai"))
+    await rooms.ingestor.ingest(_doc(tenant, "kept", viewers=("user:kai",)))
+    await rooms.ingestor.ingest(_doc(tenant, "revoked", viewers=("user:kai",)))
+    assert await _read(rooms, rooms.retriever, tenant, "kai") == {f"{tenant}-kept", f"{tenant}-revoked"}
+    await rooms.authz.write(deletes=[Relationship("user:kai", "viewer", f"document:{tenant}-revoked")])
+    answers = await asyncio.gather(*(_read(rooms, rooms.retriever, tenant, "kai") for _ in range(8)))
+    assert answers == [{f"{tenant}-kept"}] * 8
 
 
 async def test_a_kept_closure_never_reads_another_tenant(rooms: Rooms) -> None:
