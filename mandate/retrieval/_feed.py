@@ -21,6 +21,8 @@ began and skips what it already applied: a change logged before that had committ
 previous read began, so that read saw it. A write that takes less than ``window_s`` to commit
 (OpenFGA's own request deadline is far shorter), on clocks less than that apart, is never missed.
 With nothing written in the last ``window_s``, a sync is one ReadChanges call that finds nothing.
+OpenFGA must show changes at once (``--changelog-horizon-offset`` 0, its default): an offset hides
+the newest changes from ReadChanges, and with them revocations, for that long.
 
 The position (every change logged before it is applied) is the consistency token. It is kept in
 Postgres whenever a sync applied something, for a cold start: a process that starts reads from
