@@ -1,16 +1,23 @@
-"""The three arms answered in the same run, and the floors they are compared with.
+"""The arms answered in the same run, and the floors they are compared with.
 
+- ANN floor: the k nearest chunks by HNSW with pgvector's defaults, no filter and no authorization
+  (what an unauthorized vector search costs on the same data; its leaks are expected).
+- anchor: the retriever as it was before the change feed (``anchor``): principals resolved and
+  candidates checked in OpenFGA at higher consistency on every query.
 - A, post-filter: the k nearest chunks of the tenant (HNSW, pgvector defaults), then one batch
   check of their documents; denied chunks are dropped (auth0-ai-langchain's FGARetriever).
 - B, ListObjects pre-filter: the documents OpenFGA lists for the user (capped at 1,000 without a
   signal), then the k nearest chunks ``WHERE doc_id = ANY(...)``.
 - C, Mandate: :class:`mandate.retrieval.AuthorizedRetriever`, as the service runs it.
+
+By default the floor, the anchor and C run (``--arms`` adds A and B).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 from langchain_core.embeddings import Embeddings
@@ -19,17 +26,22 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from bench.retrieval.anchor import AnchorRetriever
 from bench.retrieval.corpus import AGENT, CHUNKS_PER_DOCUMENT, TENANT, BenchUser, Corpus
 from bench.retrieval.store import BenchStore
 from mandate.auth import Relationship
-from mandate.retrieval import AuthorizedRetriever
+from mandate.retrieval import AuthorizedRetriever, SearchTuning
 
-__all__ = ["ARMS", "Answer", "Floors", "ListObjectsArm", "MandateArm", "PostFilterArm", "measure_floors"]
+__all__ = [
+    "ALL_ARMS", "ARMS", "AnchorArm", "Answer", "Floors", "ListObjectsArm", "MandateArm", "PostFilterArm", "UnfilteredAnnArm",
+    "measure_floors",
+]
 
 NEAREST_IN_TENANT = """
 SELECT doc_id, chunk_index FROM mandate.chunks WHERE tenant = %(tenant)s
 ORDER BY embedding <=> %(query)s LIMIT %(k)s
 """
+NEAREST_ANYWHERE = "SELECT doc_id, chunk_index FROM mandate.chunks ORDER BY embedding <=> %(query)s LIMIT %(k)s"
 NEAREST_IN_DOCUMENTS = """
 SELECT doc_id, chunk_index FROM mandate.chunks WHERE doc_id = ANY(%(documents)s::text[])
 ORDER BY embedding <=> %(query)s LIMIT %(k)s
@@ -55,6 +67,8 @@ class Floors:
 
     select_one: float
     batch_check_10: float
+    read_changes: float = 0.0
+    """One ReadChanges call that finds nothing new (what the change feed costs a query)."""
 
 
 def _row(doc_id: str, chunk_index: int) -> int:
@@ -78,6 +92,44 @@ class QuestionEmbeddings(Embeddings):
     async def aembed_query(self, text: str) -> list[float]:
         """Look one question up, without a thread hop."""
         return self.embed_query(text)
+
+
+class UnfilteredAnnArm:
+    """The floor: HNSW with pgvector's defaults over every chunk, nothing filtered or checked."""
+
+    name = "ANN floor"
+
+    def __init__(self, store: BenchStore, corpus: Corpus) -> None:
+        self._store, self._corpus = store, corpus
+
+    async def answer(self, question: int, user: BenchUser, k: int) -> Answer:
+        """The k nearest chunks of the whole store."""
+        started = time.perf_counter()
+        async with self._store.pool.connection() as conn:
+            cur = await conn.execute(NEAREST_ANYWHERE, {"query": self._corpus.questions[question], "k": k}, prepare=False)
+            rows = await cur.fetchall()
+        kept = [_row(r["doc_id"], r["chunk_index"]) for r in rows]
+        return Answer(rows=kept, seconds=time.perf_counter() - started, fga_calls=0, sql_round_trips=1)
+
+
+class AnchorArm:
+    """The retriever before the change feed (see ``anchor``)."""
+
+    name = "anchor"
+
+    def __init__(self, store: BenchStore, corpus: Corpus) -> None:
+        self._retriever, self._corpus = AnchorRetriever(store), corpus
+
+    async def answer(self, question: int, user: BenchUser, k: int) -> Answer:
+        """What the old flow returns, with its calls."""
+        started = time.perf_counter()
+        found = await self._retriever.retrieve(
+            self._corpus.questions[question], user=user.fga_user, agent=AGENT, tenant=TENANT, k=k
+        )
+        return Answer(
+            rows=[_row(d, i) for d, i in found.rows], seconds=time.perf_counter() - started,
+            fga_calls=found.fga_calls, sql_round_trips=found.sql_round_trips, path=found.path,
+        )
 
 
 class PostFilterArm:
@@ -135,6 +187,9 @@ class MandateArm:
 
     name = "C Mandate"
 
+    tuning: SearchTuning | None = None
+    """Knobs for this run (``--tuning``); ``None``: the retriever's defaults."""
+
     def __init__(self, store: BenchStore, corpus: Corpus) -> None:
         self._spans = InMemorySpanExporter()
         provider = TracerProvider()
@@ -146,6 +201,7 @@ class MandateArm:
             tracer=provider.get_tracer("bench"),
             min_similarity=-1.0,
             directory=store.directory,
+            tuning=self.tuning,
         )
 
     async def answer(self, question: int, user: BenchUser, k: int) -> Answer:
@@ -165,7 +221,9 @@ class MandateArm:
         )
 
 
-ARMS = (PostFilterArm, ListObjectsArm, MandateArm)
+ALL_ARMS = (UnfilteredAnnArm, AnchorArm, PostFilterArm, ListObjectsArm, MandateArm)
+ARMS = (UnfilteredAnnArm, AnchorArm, MandateArm)
+"""The default arms: the floor, the anchor and Mandate."""
 
 
 def _read_questions(user: str, doc_id: str) -> tuple[Relationship, Relationship]:
@@ -174,8 +232,8 @@ def _read_questions(user: str, doc_id: str) -> tuple[Relationship, Relationship]
 
 
 async def measure_floors(store: BenchStore, corpus: Corpus, user: BenchUser, *, repeats: int) -> Floors:
-    """p50 of one ``SELECT 1`` round trip and of one higher-consistency batch check of 10."""
-    select_one, batch = [], []
+    """p50 of one ``SELECT 1`` round trip, one higher-consistency batch check of 10 and one empty ReadChanges."""
+    select_one, batch, changes = [], [], []
     documents = [corpus.doc_id(d) for d in sorted(user.documents)[:5]]
     questions = [q for d in documents for q in _read_questions(user.fga_user, d)]
     for _ in range(repeats):
@@ -186,4 +244,9 @@ async def measure_floors(store: BenchStore, corpus: Corpus, user: BenchUser, *, 
         started = time.perf_counter()
         await store.authz.batch_check(questions, strong=True)
         batch.append(time.perf_counter() - started)
-    return Floors(select_one=float(np.median(select_one)), batch_check_10=float(np.median(batch)))
+        started = time.perf_counter()
+        await store.directory.read_changes(object_type=None, cursor="", start_time=datetime.now(UTC))
+        changes.append(time.perf_counter() - started)
+    return Floors(
+        select_one=float(np.median(select_one)), batch_check_10=float(np.median(batch)), read_changes=float(np.median(changes))
+    )

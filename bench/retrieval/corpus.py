@@ -28,6 +28,7 @@ LATENT = 24
 TENANT = "bench"
 AGENT = "agent:retriever"
 _WORDS_PER_CHUNK = 110
+_BLOCK = 20_000
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -91,9 +92,15 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def _sample(
     rng: np.random.Generator, topics: np.ndarray, centres: np.ndarray, bases: np.ndarray, doc_z: np.ndarray
 ) -> np.ndarray:
+    """Points of ``topics``; the random draws are made whole, the arithmetic in blocks (1M chunks fit in memory)."""
     noise = rng.standard_normal((len(topics), LATENT)) * 0.08
-    points = centres[topics] + np.einsum("ndl,nl->nd", bases[topics], doc_z + noise)
-    return _unit(points + rng.standard_normal((len(topics), DIM)) * 0.02).astype(np.float32)
+    isotropic = rng.standard_normal((len(topics), DIM)) * 0.02
+    out = np.empty((len(topics), DIM), dtype=np.float32)
+    for start in range(0, len(topics), _BLOCK):
+        block = slice(start, start + _BLOCK)
+        points = centres[topics[block]] + np.einsum("ndl,nl->nd", bases[topics[block]], doc_z[block] + noise[block])
+        out[block] = _unit(points + isotropic[block])
+    return out
 
 
 def build_corpus(chunks: int, *, questions: int, seed: int = 0) -> Corpus:

@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from opentelemetry import trace
 from tqdm import tqdm
 
-from bench.retrieval.arms import ARMS, Answer, Floors, measure_floors
+from bench.retrieval.arms import ALL_ARMS, ARMS, Answer, Floors, MandateArm, measure_floors
 from bench.retrieval.corpus import CHUNKS_PER_DOCUMENT, BenchUser, Corpus, build_corpus, build_users
 from bench.retrieval.report import CellStats, summarize, write_results
 from bench.retrieval.store import open_store, running_stack
+from mandate.retrieval import SearchTuning
 
 FRACTIONS = (0.5, 0.1, 0.01, 0.001)
 DEFAULT_SIZES = (10_000, 100_000)
 QUICK_SIZES = (2_000,)
+MILLION = 1_000_000
 WARMUP_QUESTIONS = 5
 
 
@@ -36,11 +40,24 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="corpus sizes in chunks (multiples of 1,000)")
     parser.add_argument("--queries", type=int, default=None, help="questions per cell (default 200, quick 20)")
     parser.add_argument("-k", type=int, default=10, help="chunks per answer")
+    parser.add_argument(
+        "--one-million", action="store_true",
+        help="one 1,000,000-chunk corpus, 100 questions per cell (not in CI: about an hour on two cores; writes retrieval-1m.*)",
+    )
+    parser.add_argument(
+        "--arms", nargs="+", default=None, choices=[arm.name for arm in ALL_ARMS], metavar="ARM",
+        help=f"arms to run (default: {', '.join(repr(a.name) for a in ARMS)}; also {', '.join(repr(a.name) for a in ALL_ARMS if a not in ARMS)})",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results"), help="where to write the table")
     parser.add_argument(
         "--name", default=None,
         help="file name of the results, without suffix (default: retrieval; retrieval-quick with --quick, so a smoke "
         "run never overwrites the committed full results)",
+    )
+    parser.add_argument(
+        "--tuning", type=Path, default=None,
+        help="JSON object of SearchTuning fields for arm C, read once each corpus is loaded (for sweeps; default: the "
+        "retriever's defaults)",
     )
     parser.add_argument("--database-url", default="", help="use this Postgres (needs CREATEDB) instead of an embedded one")
     parser.add_argument("--fga-api-url", default="", help="use this OpenFGA instead of an embedded one")
@@ -49,7 +66,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def results_name(args: argparse.Namespace) -> str:
     """The results' file name: a smoke run never overwrites the committed full results."""
-    return str(args.name or ("retrieval-quick" if args.quick else "retrieval"))
+    return str(args.name or ("retrieval-quick" if args.quick else "retrieval-1m" if args.one_million else "retrieval"))
 
 
 def _truths(corpus: Corpus, user: BenchUser, k: int) -> tuple[list[list[int]], list[float]]:
@@ -67,15 +84,32 @@ def _truths(corpus: Corpus, user: BenchUser, k: int) -> tuple[list[list[int]], l
     return truths, seconds
 
 
+def selected_arms(args: argparse.Namespace) -> tuple[type, ...]:
+    """The arm classes to run, in table order."""
+    if not args.arms:
+        return ARMS
+    return tuple(arm for arm in ALL_ARMS if arm.name in args.arms)
+
+
+def _tuning(path: Path | None) -> SearchTuning:
+    """The knobs of arm C: the retriever's defaults, overridden by the fields in ``path`` if given."""
+    fields = json.loads(path.read_text()) if path is not None else {}
+    return replace(SearchTuning(), **fields)
+
+
 async def _run_size(
-    chunks: int, *, questions: int, k: int, database_url: str, fga_api_url: str
+    chunks: int, *, questions: int, k: int, database_url: str, fga_api_url: str, arm_types: tuple[type, ...] = ARMS,
+    tuning_path: Path | None = None, notes: list[str] | None = None,
 ) -> tuple[list[CellStats], Floors, dict[str, float]]:
     corpus = build_corpus(chunks, questions=questions)
     users = build_users(corpus, FRACTIONS)
     async with open_store(
         corpus, users, database_url=database_url, fga_api_url=fga_api_url, tracer=trace.get_tracer("bench")
     ) as store:
-        arms = [arm(store, corpus) for arm in ARMS]
+        MandateArm.tuning = _tuning(tuning_path)
+        if notes is not None:
+            notes.append(f"{chunks:,} chunks: arm C ran with {MandateArm.tuning}.")
+        arms = [arm(store, corpus) for arm in arm_types]
         largest = max(users, key=lambda u: len(u.documents))
         for arm in arms:
             for question in range(min(WARMUP_QUESTIONS, questions)):
@@ -101,8 +135,8 @@ async def _run_size(
 
 async def run(args: argparse.Namespace) -> int:
     """Run every size, print the table and write it under ``args.out``."""
-    sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
-    questions = args.queries or (20 if args.quick else 200)
+    sizes = args.sizes or (QUICK_SIZES if args.quick else (MILLION,) if args.one_million else DEFAULT_SIZES)
+    questions = args.queries or (20 if args.quick else 100 if args.one_million else 200)
     all_stats: list[CellStats] = []
     floors: dict[int, Floors] = {}
     notes = [
@@ -112,11 +146,15 @@ async def run(args: argparse.Namespace) -> int:
     with running_stack(database_url=args.database_url, fga_api_url=args.fga_api_url) as (database_url, fga_api_url):
         for chunks in sizes:
             stats, floor, load = await _run_size(
-                chunks, questions=questions, k=args.k, database_url=database_url, fga_api_url=fga_api_url
+                chunks, questions=questions, k=args.k, database_url=database_url, fga_api_url=fga_api_url,
+                arm_types=selected_arms(args), tuning_path=args.tuning, notes=notes,
             )
             all_stats += stats
             floors[chunks] = floor
-            notes.append(f"{chunks:,} chunks loaded in " + ", ".join(f"{step} {s:.0f} s" for step, s in load.items()) + ".")
+            notes.append(
+                f"{chunks:,} chunks loaded in " + ", ".join(f"{step} {s:.0f} s" for step, s in load.items())
+                + f"; load average after its queries {', '.join(f'{x:.1f}' for x in os.getloadavg())}."
+            )
     path = write_results(args.out, results_name(args), all_stats, floors, notes)
     print(path.read_text())
     print(f"Written to {path}.")

@@ -26,7 +26,7 @@ from bench.retrieval.corpus import AGENT, CHUNKS_PER_DOCUMENT, TENANT, BenchUser
 from mandate import retrieval
 from mandate._db import Pool, apply_migrations, open_pool
 from mandate.auth import OpenFgaAuthorizer, Relationship, ensure_store_and_model, open_fga_client
-from mandate.retrieval import AclSync, OpenFgaDirectory, document_acl
+from mandate.retrieval import ChangeFeed, OpenFgaDirectory, document_acl
 from mandate.devstack.stack import DevStack
 from mandate.runtime.settings import DevSettings, Settings
 
@@ -140,7 +140,7 @@ async def _load(
     await asyncio.to_thread(_copy_rows, pool.conninfo, corpus, per_document)
     timings["rows_and_index"] = loop.time() - started
     started = loop.time()
-    await AclSync(pool=pool, directory=directory).catch_up()
+    await ChangeFeed(pool=pool, directory=directory).sync()
     timings["acl_sync"] = loop.time() - started
     return timings
 
@@ -165,6 +165,9 @@ def _copy_rows(conninfo: str, corpus: Corpus, per_document: dict[int, list[Relat
                 d = row // CHUNKS_PER_DOCUMENT
                 chunk = [corpus.doc_id(d), row % CHUNKS_PER_DOCUMENT, TENANT, acl[d], corpus.text(row), corpus.vectors[row]]
                 copy.write_row(chunk)
-        conn.execute("SET maintenance_work_mem = '1GB'")
+        # The graph must fit in memory while it is built (1M chunks need about 3 GB), or the build
+        # slows down many times; one parallel worker uses the second core.
+        conn.execute("SET maintenance_work_mem = '1GB'" if len(corpus.vectors) <= 200_000 else "SET maintenance_work_mem = '6GB'")
+        conn.execute("SET max_parallel_maintenance_workers = 1")
         conn.execute(definition)
         conn.execute("ANALYZE mandate.documents, mandate.chunks")

@@ -55,11 +55,12 @@ MUTATIONS: tuple[Mutation, ...] = (
         ),
     ),
     Mutation(
-        name="retriever-skips-final-check",
-        removes="The retriever trusts its ACL tokens and keeps every candidate without the final OpenFGA check.",
+        name="retriever-skips-change-feed",
+        removes="The retriever answers from its kept closures and document tokens without following OpenFGA's change log.",
         path="mandate/retrieval/retriever.py",
-        original="decided.update((doc, decisions[2 * i] and decisions[2 * i + 1]) for i, doc in enumerate(undecided))",
-        replacement="decided.update((doc, True) for doc in undecided)  # mutation: allow instead of check",
+        original="asyncio.ensure_future(self._feed.sync(since=started))",
+        replacement="asyncio.ensure_future(asyncio.sleep(0, FeedReport(changes=0, documents=0, fga_calls=0,"
+        " sql_round_trips=0)))  # mutation: the change log is not followed",
     ),
     Mutation(
         name="exchange-as-service-account",

@@ -5,8 +5,8 @@ A document's tokens are the users of its direct ``viewer`` and ``owner`` tuples 
 folder"). A user's tokens are ``user:<id>``, every group the user is a member of, and every folder
 the user may view, all listed by OpenFGA for this query. A chunk is a candidate when the two sets
 overlap: the overlap is exactly OpenFGA's ``viewer`` as long as the document's tokens match its
-tuples (ingestion writes both; :class:`~mandate.retrieval._sync.AclSync` follows later changes).
-Tenant membership and the agent's grant are resolved separately; OpenFGA checks the final chunks.
+tuples (ingestion writes both; :class:`~mandate.retrieval._feed.ChangeFeed` follows later changes before every query).
+Tenant membership and the agent's grant are resolved separately.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from mandate.auth import Authorizer, Relationship
 from mandate.auth import vocabulary as fga
 from mandate.retrieval.directory import RelationshipDirectory
 
-__all__ = ["GRANTING_RELATIONS", "Principals", "document_acl", "resolve_principals"]
+__all__ = ["GRANTING_RELATIONS", "Principals", "document_acl", "resolve_principals", "synced_acl"]
 
 GRANTING_RELATIONS = frozenset({"viewer", "owner", "parent"})
 """Relations of a document whose users grant ``viewer`` (directly, as owner, or through a folder)."""
@@ -40,6 +40,18 @@ class Principals:
 def document_acl(relationships: Iterable[Relationship]) -> tuple[str, ...]:
     """The sorted ACL tokens of a document, from its direct tuples."""
     return tuple(sorted({r.user for r in relationships if r.relation in GRANTING_RELATIONS}))
+
+
+def synced_acl(relationships: Iterable[Relationship], *, tenant: str) -> tuple[str, ...]:
+    """The tokens of a stored document of ``tenant``: none unless its tuples still place it there.
+
+    ``can_read`` needs the document's ``tenant`` tuple; a document whose tuples no longer name the
+    tenant its rows are stored under is readable by nobody, so it carries no token.
+    """
+    tuples = list(relationships)
+    if not any(r.relation == fga.TENANT and r.user == fga.tenant(tenant) for r in tuples):
+        return ()
+    return document_acl(tuples)
 
 
 async def resolve_principals(

@@ -24,7 +24,7 @@ from mandate._db import Pool
 from mandate.retrieval import queries
 from mandate.retrieval.errors import RetrievalUnavailableError
 
-__all__ = ["Candidate", "ChunkSearch", "Estimate", "Scan", "SearchPath", "SearchTuning"]
+__all__ = ["Candidate", "ChunkSearch", "Estimate", "Found", "Scan", "SearchPath", "SearchTuning"]
 
 SearchPath = Literal["exact", "hnsw", "exhaustive"]
 
@@ -79,6 +79,17 @@ class Candidate:
     """Cosine distance to the query (1 - similarity)."""
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Found:
+    """A chunk of the authorized set, with its text."""
+
+    doc_id: str
+    chunk_index: int
+    distance: float
+    content: str
+    title: str
+
+
 class ChunkSearch:
     """Runs the search SQL on the pool; every database error becomes a denial."""
 
@@ -103,9 +114,13 @@ class ChunkSearch:
 
     def plan(self, estimate: Estimate, *, documents: tuple[str, ...] | None, k: int) -> Scan:
         """Exact for a small (or agent-restricted) authorized set, else HNSW."""
-        if documents is not None or estimate.chunks <= self._tuning.exact_limit:
-            return Scan(path="exact", tokens=estimate.tokens, documents=documents, page=k)
-        return Scan(path="hnsw", tokens=estimate.tokens, documents=None, page=max(k, self._tuning.hnsw_candidates))
+        return self.plan_tokens(estimate.tokens, chunks=estimate.chunks, documents=documents, k=k)
+
+    def plan_tokens(self, tokens: tuple[str, ...], *, chunks: int, documents: tuple[str, ...] | None, k: int) -> Scan:
+        """Exact when ``chunks`` (the authorized set's size) is small or an agent is restricted, else HNSW."""
+        if documents is not None or chunks <= self._tuning.exact_limit:
+            return Scan(path="exact", tokens=tokens, documents=documents, page=k)
+        return Scan(path="hnsw", tokens=tokens, documents=None, page=max(k, self._tuning.hnsw_candidates))
 
     def exhaustive(self, k: int) -> Scan:
         """Every chunk of the tenant in exact order, for checking one by one."""
@@ -151,6 +166,49 @@ class ChunkSearch:
         ]
         return candidates, scan
 
+    async def nearest_with_texts(
+        self, vector: np.ndarray, scan: Scan, *, tenant: str, k: int
+    ) -> tuple[list[Found], Scan, int]:
+        """The ``k`` nearest chunks of the authorized set with their texts, in one round trip.
+
+        Only for a token scan whose tokens are exact (the change feed is followed): nothing is
+        checked afterwards. An HNSW scan that returns fewer rows than it asked for ran out of
+        budget and is redone exactly (a second round trip).
+
+        Returns:
+            The chunks nearest first, the scan that produced them, and the SQL round trips spent.
+
+        Raises:
+            RetrievalUnavailableError: The database erred.
+        """
+        assert scan.tokens is not None
+        params = {
+            "query": vector,
+            "tenant": tenant,
+            "tokens": list(scan.tokens),
+            "documents": list(scan.documents) if scan.documents is not None else None,
+            "limit": scan.page,
+            "k": k,
+        }
+        trips = 1
+        try:
+            async with self._pool.connection() as conn:
+                rows = await self._scan(conn, scan, params, queries.NEAREST_WITH_TEXTS)
+                if scan.path == "hnsw" and (not rows or int(rows[0]["found"]) < scan.page):  # type: ignore[call-overload]
+                    scan = replace(scan, path="exact")
+                    rows = await self._scan(conn, scan, params, queries.NEAREST_WITH_TEXTS)
+                    trips += 1
+        except PsycopgError as exc:
+            raise RetrievalUnavailableError("The document store is unavailable.") from exc
+        found = [
+            Found(
+                doc_id=str(r["doc_id"]), chunk_index=int(r["chunk_index"]), distance=float(r["distance"]),  # type: ignore[call-overload, arg-type]
+                content=str(r["content"]), title=str(r["title"]),
+            )
+            for r in rows
+        ]
+        return found, scan, trips
+
     async def texts(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], tuple[str, str]]:
         """``(content, title)`` of the given chunks, by ``(doc_id, chunk_index)``.
 
@@ -168,7 +226,9 @@ class ChunkSearch:
             raise RetrievalUnavailableError("The document store is unavailable.") from exc
         return {(r["doc_id"], r["chunk_index"]): (r["content"], r["title"]) for r in rows}
 
-    async def _scan(self, conn: AsyncConnection, scan: Scan, params: dict[str, object]) -> list[dict[str, object]]:
+    async def _scan(
+        self, conn: AsyncConnection, scan: Scan, params: dict[str, object], query: str = queries.NEAREST_CANDIDATES
+    ) -> list[dict[str, object]]:
         """One transaction, pipelined into one round trip: the path's settings, the scan, the commit.
 
         ``prepare=False`` gives the planner the real parameters every time; a cached generic plan
@@ -182,5 +242,5 @@ class ChunkSearch:
                     await conn.execute(queries.HNSW_SCAN_SETTINGS, settings, prepare=False)
                 else:
                     await conn.execute(queries.EXACT_SCAN_SETTINGS, prepare=False)
-                cur = await conn.execute(queries.NEAREST_CANDIDATES, params, prepare=False)
+                cur = await conn.execute(query, params, prepare=False)
         return await cur.fetchall()  # type: ignore[return-value]

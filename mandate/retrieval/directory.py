@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import aiohttp
@@ -48,6 +49,8 @@ class TupleChange:
     relationship: Relationship
     deleted: bool
     """Whether the tuple was deleted (else written)."""
+    timestamp: datetime | None = None
+    """When OpenFGA logged it (its clock)."""
 
 
 class RelationshipDirectory(Protocol):
@@ -60,7 +63,9 @@ class RelationshipDirectory(Protocol):
 
     async def read(self, obj: str) -> list[Relationship]: ...
 
-    async def read_changes(self, *, object_type: str, cursor: str) -> tuple[list[TupleChange], str]: ...
+    async def read_changes(
+        self, *, object_type: str | None, cursor: str, start_time: datetime | None = None
+    ) -> tuple[list[TupleChange], str]: ...
 
 
 class OpenFgaDirectory:
@@ -135,12 +140,16 @@ class OpenFgaDirectory:
             if not token:
                 return tuples
 
-    async def read_changes(self, *, object_type: str, cursor: str) -> tuple[list[TupleChange], str]:
+    async def read_changes(
+        self, *, object_type: str | None, cursor: str, start_time: datetime | None = None
+    ) -> tuple[list[TupleChange], str]:
         """Changes to tuples of ``object_type`` objects after ``cursor`` (one page, oldest first).
 
         Args:
-            object_type: Type to follow, for example ``document``.
-            cursor: A continuation token from a previous call; empty starts at the beginning.
+            object_type: Type to follow, for example ``document``; ``None`` follows every type.
+            cursor: A continuation token from a previous call; empty starts at ``start_time``.
+            start_time: Without a cursor, the first change returned is the first logged at or
+                after this time (``None``: the beginning of the log).
 
         Returns:
             ``(changes, next_cursor)``; no changes means the change log is drained.
@@ -151,9 +160,11 @@ class OpenFgaDirectory:
         options: dict[str, object] = {"page_size": PAGE_SIZE}
         if cursor:
             options["continuation_token"] = cursor
+        since = None if cursor or start_time is None else start_time.isoformat().replace("+00:00", "Z")
         try:
             response = await self._client.read_changes(
-                ClientReadChangesRequest(type=object_type), options=options  # type: ignore[arg-type]
+                ClientReadChangesRequest(type=object_type, start_time=since),  # type: ignore[arg-type]
+                options=options,  # type: ignore[arg-type]
             )
         except (*_FGA_ERRORS, TimeoutError) as exc:
             raise AuthorizationUnavailableError("The authorization service is unavailable.") from exc
@@ -161,6 +172,7 @@ class OpenFgaDirectory:
             TupleChange(
                 relationship=Relationship(c.tuple_key.user, c.tuple_key.relation, c.tuple_key.object),
                 deleted=c.operation == TupleOperation.DELETE,
+                timestamp=c.timestamp,
             )
             for c in response.changes or ()
         ]

@@ -2,13 +2,14 @@
 
     RetrievalError
     ├── RetrievalUnavailableError   code=retrieval_unavailable (the vector store failed; nothing returned)
+    │   └── FeedPositionError       code=acl_feed_position_invalid (the stored change-log position is in the future)
     ├── IngestionError              code=ingestion_failed
     └── IncompleteListingError      code=listing_incomplete (internal: the retriever takes another path)
 """
 
 from mandate.errors import AppError
 
-__all__ = ["IncompleteListingError", "IngestionError", "RetrievalError", "RetrievalUnavailableError"]
+__all__ = ["FeedPositionError", "IncompleteListingError", "IngestionError", "RetrievalError", "RetrievalUnavailableError"]
 
 
 class RetrievalError(AppError):
@@ -21,6 +22,16 @@ class RetrievalUnavailableError(RetrievalError):
     """Raised when the vector store errs during a search; the search returns nothing (fail closed)."""
 
     code = "retrieval_unavailable"
+
+
+class FeedPositionError(RetrievalUnavailableError):
+    """Raised when the stored position of OpenFGA's change log lies in the future; nothing is returned.
+
+    Following the log from there would skip changes (revocations among them), so retrieval stops
+    until an operator resets the position (an older one only costs a replay).
+    """
+
+    code = "acl_feed_position_invalid"
 
 
 class IngestionError(RetrievalError):

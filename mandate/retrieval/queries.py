@@ -75,6 +75,13 @@ MIGRATIONS = [
         updated_at timestamptz NOT NULL DEFAULT now()
     );
     """,
+    # 3: the change feed follows every object type from a time, not a document-only cursor: its
+    # position is a time before which every change is applied (see _feed). Old cursors are dropped,
+    # so the first sync replays the log once.
+    """
+    DELETE FROM mandate.acl_sync_cursors;
+    ALTER TABLE mandate.acl_sync_cursors DROP COLUMN continuation_token, ADD COLUMN applied_through timestamptz;
+    """,
 ]
 
 # -- ingestion -----------------------------------------------------------------------------------
@@ -106,13 +113,24 @@ DELETE_DOCUMENT = "DELETE FROM mandate.documents WHERE doc_id = %(doc_id)s RETUR
 
 # -- ACL sync ------------------------------------------------------------------------------------
 
-SELECT_DOCUMENT_ACLS = "SELECT doc_id, acl FROM mandate.documents WHERE doc_id = ANY(%(doc_ids)s::text[])"
+SELECT_DOCUMENT_ACLS = "SELECT doc_id, tenant, acl FROM mandate.documents WHERE doc_id = ANY(%(doc_ids)s::text[])"
 
-SELECT_SYNC_CURSOR = "SELECT continuation_token FROM mandate.acl_sync_cursors WHERE store_id = %(store_id)s"
+SELECT_FEED_POSITION = """
+SELECT applied_through, coalesce(applied_through > now() + interval '1 minute', false) AS from_future
+FROM mandate.acl_sync_cursors WHERE store_id = %(store_id)s
+"""
+"""The stored position; one more than a minute ahead of the database's clock is refused."""
 
-UPSERT_SYNC_CURSOR = """
-INSERT INTO mandate.acl_sync_cursors (store_id, continuation_token) VALUES (%(store_id)s, %(token)s)
-ON CONFLICT (store_id) DO UPDATE SET continuation_token = EXCLUDED.continuation_token, updated_at = now()
+UPSERT_FEED_POSITION = """
+INSERT INTO mandate.acl_sync_cursors AS p (store_id, applied_through) VALUES (%(store_id)s, %(position)s)
+ON CONFLICT (store_id) DO UPDATE
+SET applied_through = GREATEST(p.applied_through, EXCLUDED.applied_through), updated_at = now()
+"""
+"""Replicas advance the shared position; it never moves back (only :data:`RESET_FEED_POSITION` does)."""
+
+RESET_FEED_POSITION = """
+INSERT INTO mandate.acl_sync_cursors AS p (store_id, applied_through) VALUES (%(store_id)s, %(position)s)
+ON CONFLICT (store_id) DO UPDATE SET applied_through = EXCLUDED.applied_through, updated_at = now()
 """
 
 # -- search --------------------------------------------------------------------------------------
@@ -149,6 +167,29 @@ ORDER BY distance
 """The nearest chunks of a tenant, optionally only those carrying one of ``tokens`` and in ``documents``.
 
 The outer ORDER BY restores exact order after a relaxed HNSW iterative scan.
+"""
+
+NEAREST_WITH_TEXTS = """
+SELECT top.doc_id, top.chunk_index, top.distance, top.found, c.content, d.title FROM (
+    SELECT doc_id, chunk_index, distance, count(*) OVER () AS found FROM (
+        SELECT doc_id, chunk_index, embedding <=> %(query)s AS distance
+        FROM mandate.chunks
+        WHERE tenant = %(tenant)s
+          AND acl && %(tokens)s::text[]
+          AND (%(documents)s::text[] IS NULL OR doc_id = ANY(%(documents)s::text[]))
+        ORDER BY distance
+        LIMIT %(limit)s
+    ) AS hits
+    ORDER BY distance
+    LIMIT %(k)s
+) AS top
+JOIN mandate.chunks c USING (doc_id, chunk_index)
+JOIN mandate.documents d USING (doc_id)
+ORDER BY top.distance
+"""
+"""The k nearest authorized chunks of a tenant with their text, from ``limit`` scanned rows.
+
+``found`` counts the scanned rows: fewer than ``limit`` after an HNSW scan means its budget ran out.
 """
 
 SELECT_CHUNK_TEXTS = """

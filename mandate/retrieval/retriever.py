@@ -2,24 +2,34 @@
 
 One query, when a :class:`~mandate.retrieval.directory.RelationshipDirectory` is configured:
 
-1. Concurrently: embed the question; list the user's groups and viewable folders and check tenant
-   membership and the agent's tenant-wide grant (OpenFGA, higher consistency); follow OpenFGA's
-   change log (at most once a second by default) so document tokens match the tuples.
-2. Size the authorized set from per-token chunk counts and scan it: exactly when small, by HNSW
-   iterative scan when large (see ``_search``). The token filter runs inside the vector query.
-3. Check the candidates' documents once more with OpenFGA (``can_read`` and ``reader_agent``, higher
-   consistency). Denied documents are excluded and the round repeats until k chunks pass or the
-   candidates run out: a stale token costs a round, never a leak and never a silent shortfall.
+1. Concurrently with embedding the question: follow OpenFGA's change log up to the moment the query
+   started (``_feed``: one ReadChanges call when nothing changed). Changes rewrite the ACL tokens of
+   the documents they touch and drop the principal closures they may touch, before step 2.
+2. The (user, agent, tenant) closure: kept from an earlier query unless a change touched it, else
+   resolved now (groups, viewable folders, tenant membership, the agent's grant; OpenFGA, higher
+   consistency) (``_principals``).
+3. One SQL round trip: the k nearest chunks carrying one of the closure's tokens, with their text;
+   exactly when the authorized set is small, by HNSW iterative scan when large (``_search``).
+
+When the closure is kept, step 3 runs while the change log is read, and its answer is used only if
+that read found nothing new and no other query's sync applied a change meanwhile (the feed's
+generation did not move); otherwise it is thrown away and steps 2-3 run again after the changes
+are applied. A quiet query thus costs max(ReadChanges, SQL), not their sum.
+
+Both sides of the token match are exact as of the query's start, so nothing is checked afterwards:
+a chunk is returned only if its document names (directly, as owner, or through a folder) one of the
+user's tokens in OpenFGA, the user is a member of the document's tenant, and the agent may read it.
 
 If a listing may be incomplete (OpenFGA's result cap or deadline), or no directory is configured,
-the exhaustive path checks candidates in exact distance order until k pass. Any OpenFGA or
-database error is a denial: nothing is returned.
+the exhaustive path checks candidates in exact distance order with OpenFGA until k pass. Any
+OpenFGA or database error is a denial: nothing is returned.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -30,8 +40,9 @@ from mandate._db import Pool
 from mandate.auth import Authorizer, Relationship
 from mandate.auth import vocabulary as fga
 from mandate.retrieval._acl import resolve_principals
+from mandate.retrieval._feed import ChangeFeed, FeedReport
+from mandate.retrieval._principals import CachedPrincipals, PrincipalCache
 from mandate.retrieval._search import Candidate, ChunkSearch, Scan, SearchPath, SearchTuning
-from mandate.retrieval._sync import AclSync
 from mandate.retrieval.directory import RelationshipDirectory
 from mandate.retrieval.errors import IncompleteListingError
 
@@ -39,8 +50,6 @@ __all__ = ["AuthorizedRetriever", "RetrievedChunk", "Retriever"]
 
 MIN_SIMILARITY = 0.12
 """Below this cosine similarity a chunk is not about the question (lexical embedder scale)."""
-ACL_SYNC_INTERVAL_S = 1.0
-"""How stale the ACL tokens may be for grants written directly in OpenFGA (revocations never wait)."""
 _PRINCIPAL_CALLS = 3
 """OpenFGA calls that resolve principals: two listings and one batch check (plus one listing for a
 restricted agent)."""
@@ -73,6 +82,8 @@ class _Plan:
     """Upper bound of the authorized chunks (-1 when unknown)."""
     fga_calls: int
     sql_round_trips: int
+    principals_cached: bool = False
+    feed_changes: int = 0
 
 
 class AuthorizedRetriever:
@@ -88,7 +99,8 @@ class AuthorizedRetriever:
         min_similarity: float = MIN_SIMILARITY,
         directory: RelationshipDirectory | None = None,
         tuning: SearchTuning | None = None,
-        acl_sync_interval_s: float = ACL_SYNC_INTERVAL_S,
+        feed: ChangeFeed | None = None,
+        principals: PrincipalCache | None = None,
     ) -> None:
         """Wire the retriever.
 
@@ -101,9 +113,8 @@ class AuthorizedRetriever:
             directory: OpenFGA listings for the ACL-token paths; without it every query takes the
                 exhaustive path (exact, but it checks candidates one page at a time).
             tuning: Search knobs; the defaults are the measured ones.
-            acl_sync_interval_s: Follow OpenFGA's change log before a query when the last follow is
-                older than this; 0 follows before every query. Only grants written directly in
-                OpenFGA on a document wait for it; revocations are refused by the final check.
+            feed: The change-log follower (default: one of its own over ``pool`` and ``directory``).
+            principals: The closure cache (default: one of its own, subscribed to ``feed``).
         """
         self._authz = authz
         self._embeddings = embeddings
@@ -111,8 +122,10 @@ class AuthorizedRetriever:
         self._min_similarity = min_similarity
         self._directory = directory
         self._search = ChunkSearch(pool=pool, tuning=tuning or SearchTuning())
-        self._sync = AclSync(pool=pool, directory=directory) if directory is not None else None
-        self._acl_sync_interval_s = acl_sync_interval_s
+        self._feed = feed or (ChangeFeed(pool=pool, directory=directory) if directory is not None else None)
+        self._principals = principals or PrincipalCache()
+        if self._feed is not None and principals is None:
+            self._feed.subscribe(self._principals.invalidate)
 
     async def retrieve(self, query: str, *, user: str, tenant: str, agent: str, k: int = 4) -> list[RetrievedChunk]:
         """The up to ``k`` nearest relevant chunks that ``user`` and ``agent`` may both read.
@@ -128,46 +141,104 @@ class AuthorizedRetriever:
             RetrievalUnavailableError: The vector store failed.
             AuthorizationUnavailableError: OpenFGA failed; nothing is returned.
         """
+        started = time.monotonic()
         with self._tracer.start_as_current_span("mandate.retrieve") as span:
             span.set_attribute("mandate.retrieval.k", k)
-            vector, plan = await asyncio.gather(
-                self._embeddings.aembed_query(query), self._plan(user=user, agent=agent, tenant=tenant, k=k)
-            )
-            chunks: list[RetrievedChunk] = []
-            fga_calls, sql_round_trips, rounds, path = plan.fga_calls, plan.sql_round_trips, 0, "none"
-            if plan.scan is not None:
-                search = await self._checked_nearest(
-                    np.asarray(vector, dtype=np.float32), plan.scan, user=user, agent=agent, tenant=tenant, k=k
-                )
-                chunks = await self._with_texts(search.allowed)
-                fga_calls += search.fga_calls
-                sql_round_trips += search.sql_round_trips + 1
-                rounds, path = search.rounds, search.path
-            span.set_attribute("mandate.retrieval.path", path)
-            span.set_attribute("mandate.retrieval.estimate", plan.estimate)
-            span.set_attribute("mandate.retrieval.rounds", rounds)
-            span.set_attribute("mandate.retrieval.fga_calls", fga_calls)
-            span.set_attribute("mandate.retrieval.sql_round_trips", sql_round_trips)
-            span.set_attribute("mandate.retrieval.returned", len(chunks))
-            return chunks
+            if self._feed is None or self._directory is None:
+                embedded = await self._embed(query)
+                outcome = await self._exhaustive(embedded, user=user, agent=agent, tenant=tenant, k=k, plan=_Plan(
+                    scan=self._search.exhaustive(k), estimate=-1, fga_calls=0, sql_round_trips=0
+                ))
+            else:
+                outcome = await self._followed(query, user=user, agent=agent, tenant=tenant, k=k, started=started)
+            for name, value in outcome.attributes().items():
+                span.set_attribute(f"mandate.retrieval.{name}", value)
+            return outcome.chunks
+
+    async def _embed(self, query: str) -> np.ndarray:
+        return np.asarray(await self._embeddings.aembed_query(query), dtype=np.float32)
+
+    async def _followed(self, query: str, *, user: str, agent: str, tenant: str, k: int, started: float) -> _Outcome:
+        """The token paths: follow the change log while the question is embedded and, when the closure
+        is kept, while the vector query runs; use that query only if no change was applied meanwhile."""
+        assert self._feed is not None
+        sync: asyncio.Future[FeedReport] = asyncio.ensure_future(self._feed.sync(since=started))
+        try:
+            embedded = await self._embed(query)
+            entry = self._principals.get(user, agent, tenant)
+            generation = self._feed.idle_generation()
+            speculative: _Outcome | None = None
+            if entry is not None and generation is not None and self._principals.estimate_fresh(entry):
+                plan = self._plan_from(entry, k=k, fga_calls=0, sql_round_trips=0, cached=True)
+                speculative = await self._token_search(embedded, plan, tenant=tenant, k=k)
+            synced = await sync
+        except BaseException:
+            sync.cancel()
+            await asyncio.gather(sync, return_exceptions=True)
+            raise
+        if speculative is not None and synced.changes == 0 and self._feed.generation == generation:
+            return speculative.plus(fga_calls=synced.fga_calls, sql_round_trips=synced.sql_round_trips, overlapped=True)
+        plan = await self._plan(user=user, agent=agent, tenant=tenant, k=k)
+        plan = replace(
+            plan, fga_calls=plan.fga_calls + synced.fga_calls, sql_round_trips=plan.sql_round_trips + synced.sql_round_trips,
+            feed_changes=synced.changes,
+        )
+        if plan.scan is not None and plan.scan.path == "exhaustive":
+            return await self._exhaustive(embedded, user=user, agent=agent, tenant=tenant, k=k, plan=plan)
+        return await self._token_search(embedded, plan, tenant=tenant, k=k)
 
     async def _plan(self, *, user: str, agent: str, tenant: str, k: int) -> _Plan:
-        """Resolve principals (and follow ACL changes), then size the authorized set and pick the scan."""
-        if self._directory is None or self._sync is None:
-            return _Plan(scan=self._search.exhaustive(k), estimate=-1, fga_calls=0, sql_round_trips=0)
-        try:
-            principals, synced = await asyncio.gather(
-                resolve_principals(directory=self._directory, authz=self._authz, user=user, agent=agent, tenant=tenant),
-                self._sync.catch_up(max_age_s=self._acl_sync_interval_s),
-            )
-        except IncompleteListingError:
-            return _Plan(scan=self._search.exhaustive(k), estimate=-1, fga_calls=_PRINCIPAL_CALLS, sql_round_trips=0)
-        fga_calls = _PRINCIPAL_CALLS + (principals.agent_documents is not None) + synced.fga_calls
+        """After the change log was followed: take (or resolve) the closure, size the authorized set, pick the scan."""
+        assert self._directory is not None
+        fga_calls = sql_round_trips = 0
+        entry = self._principals.get(user, agent, tenant)
+        cached = entry is not None
+        if entry is None:
+            generation = self._principals.generation
+            try:
+                principals = await resolve_principals(
+                    directory=self._directory, authz=self._authz, user=user, agent=agent, tenant=tenant
+                )
+            except IncompleteListingError:
+                return _Plan(scan=self._search.exhaustive(k), estimate=-1, fga_calls=_PRINCIPAL_CALLS, sql_round_trips=0)
+            fga_calls += _PRINCIPAL_CALLS + (principals.agent_documents is not None)
+            entry = self._principals.put(user, agent, tenant, principals, generation=generation)
+        if entry.principals.tenant_member and entry.principals.agent_documents != () and not self._principals.estimate_fresh(entry):
+            estimate = await self._search.estimate(tenant=tenant, tokens=entry.principals.tokens)
+            self._principals.set_estimate(entry, estimate.chunks)
+            sql_round_trips += 1
+        return self._plan_from(entry, k=k, fga_calls=fga_calls, sql_round_trips=sql_round_trips, cached=cached)
+
+    def _plan_from(self, entry: CachedPrincipals, *, k: int, fga_calls: int, sql_round_trips: int, cached: bool) -> _Plan:
+        """The scan for a closure: none when nothing can be readable (no membership, no agent grant)."""
+        principals = entry.principals
         if not principals.tenant_member or principals.agent_documents == ():
-            return _Plan(scan=None, estimate=0, fga_calls=fga_calls, sql_round_trips=synced.sql_round_trips)
-        estimate = await self._search.estimate(tenant=tenant, tokens=principals.tokens)
-        scan = self._search.plan(estimate, documents=principals.agent_documents, k=k) if estimate.tokens else None
-        return _Plan(scan=scan, estimate=estimate.chunks, fga_calls=fga_calls, sql_round_trips=synced.sql_round_trips + 1)
+            return _Plan(scan=None, estimate=0, fga_calls=fga_calls, sql_round_trips=sql_round_trips, principals_cached=cached)
+        chunks = entry.estimate if entry.estimate is not None else -1
+        scan = self._search.plan_tokens(principals.tokens, chunks=chunks, documents=principals.agent_documents, k=k)
+        return _Plan(scan=scan, estimate=chunks, fga_calls=fga_calls, sql_round_trips=sql_round_trips, principals_cached=cached)
+
+    async def _token_search(self, embedded: np.ndarray, plan: _Plan, *, tenant: str, k: int) -> _Outcome:
+        """One SQL round trip over the closure's tokens (exact tokens: nothing is checked afterwards)."""
+        if plan.scan is None:
+            return _Outcome(chunks=[], plan=plan, path="none", rounds=0)
+        found, used, trips = await self._search.nearest_with_texts(embedded, plan.scan, tenant=tenant, k=k)
+        chunks = [
+            RetrievedChunk(doc_id=f.doc_id, title=f.title, chunk_index=f.chunk_index, content=f.content, similarity=1.0 - f.distance)
+            for f in found
+            if 1.0 - f.distance >= self._min_similarity
+        ]
+        return _Outcome(chunks=chunks, plan=replace(plan, sql_round_trips=plan.sql_round_trips + trips), path=used.path, rounds=1)
+
+    async def _exhaustive(self, embedded: np.ndarray, *, user: str, agent: str, tenant: str, k: int, plan: _Plan) -> _Outcome:
+        """No usable token set: candidates in exact order, each document checked in OpenFGA, until k pass."""
+        assert plan.scan is not None
+        search = await self._checked_nearest(embedded, plan.scan, user=user, agent=agent, tenant=tenant, k=k)
+        chunks = await self._with_texts(search.allowed)
+        plan = replace(
+            plan, fga_calls=plan.fga_calls + search.fga_calls, sql_round_trips=plan.sql_round_trips + search.sql_round_trips + 1
+        )
+        return _Outcome(chunks=chunks, plan=plan, path=search.path, rounds=search.rounds)
 
     async def _checked_nearest(
         self, vector: np.ndarray, scan: Scan, *, user: str, agent: str, tenant: str, k: int
@@ -213,6 +284,31 @@ class AuthorizedRetriever:
             for c in allowed
             if (c.doc_id, c.chunk_index) in texts
         ]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Outcome:
+    """What one query returns, and what its span reports."""
+
+    chunks: list[RetrievedChunk]
+    plan: _Plan
+    path: str
+    rounds: int
+    overlapped: bool = False
+    """Whether the vector query ran while the change log was read (the closure was kept, nothing changed)."""
+
+    def plus(self, *, fga_calls: int, sql_round_trips: int, overlapped: bool) -> _Outcome:
+        plan = replace(
+            self.plan, fga_calls=self.plan.fga_calls + fga_calls, sql_round_trips=self.plan.sql_round_trips + sql_round_trips
+        )
+        return replace(self, plan=plan, overlapped=overlapped)
+
+    def attributes(self) -> dict[str, str | int | bool]:
+        return {
+            "path": self.path, "estimate": self.plan.estimate, "rounds": self.rounds, "fga_calls": self.plan.fga_calls,
+            "sql_round_trips": self.plan.sql_round_trips, "principals_cached": self.plan.principals_cached,
+            "feed_changes": self.plan.feed_changes, "overlapped": self.overlapped, "returned": len(self.chunks),
+        }
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
