@@ -28,7 +28,7 @@ from mandate._db import Pool, apply_migrations, open_pool
 from mandate.auth import OpenFgaAuthorizer, Relationship, ensure_store_and_model, open_fga_client
 from mandate.retrieval import ChangeFeed, OpenFgaDirectory, document_acl
 from mandate.devstack.stack import DevStack
-from mandate.runtime.settings import DevSettings, Settings
+from mandate.runtime.settings import DevSettings
 
 __all__ = ["BenchStore", "open_store", "running_stack"]
 
