@@ -36,6 +36,7 @@ import httpx
 from joserfc import jws
 from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import Key, import_key
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from mandate.auth.errors import (
     ClientNotAllowedError,
@@ -69,6 +70,8 @@ JWKS_REFETCH_COOLDOWN_SECONDS = 30.0
 """Least time between two fetches caused by unknown ``kid`` values, and after a failed fetch."""
 JWKS_FETCH_TIMEOUT_SECONDS = 5.0
 """Longest a fetch of discovery and JWKS may take, and so the longest a request waits for keys."""
+CONNECT_ATTEMPTS = 6
+"""Tries of one discovery or key-set request whose connection is refused (0.1 s apart, doubling to 1 s: 2.5 s in all)."""
 JWKS_DEFAULT_LIFETIME_SECONDS = 300.0
 """Lifetime of a key set whose response has no ``max-age`` (before clamping)."""
 JWKS_MIN_LIFETIME_SECONDS = 60.0
@@ -276,7 +279,14 @@ class TokenVerifier:
 
     async def _get_json(self, url: str) -> tuple[dict[str, Any], httpx.Response]:
         try:
-            response = await self._http.get(url)
+            # A refused connection is retried briefly (an issuer restarting, or Mandate's own dev issuer
+            # a moment before its server listens); the whole fetch stays under the fetch timeout.
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(httpx.ConnectError), stop=stop_after_attempt(CONNECT_ATTEMPTS),
+                wait=wait_exponential(multiplier=0.1, max=1.0), reraise=True,
+            ):
+                with attempt:
+                    response = await self._http.get(url)
             response.raise_for_status()
             document = response.json()
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:

@@ -20,6 +20,7 @@ from fastapi import FastAPI, Response
 from joserfc.jwk import RSAKey
 
 from mandate.auth import IssuerUnavailableError, TokenError, TokenVerifier, TrustedIssuer
+from mandate.auth.verifier import JWKS_FETCH_TIMEOUT_SECONDS
 from mandate.auth import errors
 from mandate.auth.errors import (
     ClientNotAllowedError,
@@ -34,7 +35,7 @@ from mandate.auth.errors import (
 from mandate.runtime.settings import Settings
 from mandate.runtime.services import trusted_issuers
 from mandate.runtime.settings import IssuerSettings
-from tests.utils.servers import serve_in_thread
+from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.tokens import sign
 
 AUDIENCE = "https://mandate.test"
@@ -527,6 +528,25 @@ def second_issuer() -> Iterator[CountingIssuer]:
     with serve_in_thread(issuer.app()) as url:
         issuer.url = url
         yield issuer
+
+
+async def test_an_issuer_that_starts_listening_a_moment_late_is_waited_for(http: httpx.AsyncClient) -> None:
+    """Mandate's own dev issuer starts listening just after the run workers may need it."""
+    issuer, port = CountingIssuer(), free_port()
+    issuer.url = f"http://127.0.0.1:{port}"
+    verifier = _verifier(issuer, http)
+    verifying = asyncio.create_task(verifier.verify(issuer.token()))
+    await asyncio.sleep(0.05)  # the first connection is refused
+    with serve_in_thread(issuer.app(), port=port):
+        assert (await verifying).subject == "u1"
+
+
+async def test_an_issuer_that_never_listens_is_unavailable_after_a_few_quick_tries(http: httpx.AsyncClient) -> None:
+    issuer = CountingIssuer(url=f"http://127.0.0.1:{free_port()}")
+    started = time.monotonic()
+    with pytest.raises(IssuerUnavailableError):
+        await _verifier(issuer, http).verify(issuer.token())
+    assert time.monotonic() - started < JWKS_FETCH_TIMEOUT_SECONDS  # refused, not waited out
 
 
 async def test_verify_same_sub_from_two_issuers_gives_distinct_users(
