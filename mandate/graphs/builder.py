@@ -13,7 +13,7 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from mandate.sdk import GraphContext, MandateState, vocabulary
+from mandate.sdk import GraphContext, MandateState, graph_context, vocabulary
 from mandate.sdk import (
     Node,
     after_consent,
@@ -38,7 +38,8 @@ def _traced(name: str, node: Node) -> Node:
 
     @functools.wraps(node)
     async def traced(state: MandateState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
-        ctx = runtime.context
+        ctx = await graph_context(runtime)  # Mandate's run engine passed it, or langgraph dev's provider builds it
+        runtime = runtime.override(context=ctx)
         with ctx.tracer.start_as_current_span(
             f"node {name}", record_exception=False, set_status_on_exception=False
         ) as span:
@@ -58,7 +59,9 @@ def _traced(name: str, node: Node) -> Node:
 
 
 def _graph() -> StateGraph:
-    return StateGraph(MandateState, context_schema=GraphContext)
+    # No context_schema: langgraph dev would build a GraphContext from a client's JSON (and fail);
+    # every node takes Mandate's context through graph_context instead.
+    return StateGraph(MandateState)
 
 
 def _add(graph: StateGraph, nodes: dict[str, Node]) -> None:

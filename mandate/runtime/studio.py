@@ -1,4 +1,4 @@
-"""Entry points for ``langgraph dev`` (LangGraph Studio's local server): auth, context, built-in graphs.
+"""Entry points for ``langgraph dev`` (LangGraph Studio's local server): auth and the runs' context.
 
 A project's ``langgraph.json`` names this module's ``auth`` (and ``app``, whose lifespan closes the
 services), so under ``langgraph dev``, as under ``mandate serve``:
@@ -38,40 +38,32 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID, uuid5
 
-from langchain_core.messages import AnyMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph import END, START, StateGraph
-from langgraph.graph.message import add_messages
-from langgraph.graph.state import CompiledStateGraph
 from langgraph_sdk import Auth
 from starlette.applications import Starlette
-from typing_extensions import TypedDict
 
 from mandate.audit import build_tracer_provider
 from mandate.auth import AuthError, Principal, TokenError
 from mandate.contract import MandateContextMissingError
-from mandate.contract.state import GraphContext, MandateState
+from mandate.contract.state import GraphContext
 from mandate.errors import AppError
 from mandate.runtime.errors import ProjectAuthRefusedError, ProjectError
 from mandate.runtime.project import MANDATE_FILE, Project, load_project
 from mandate.runtime.project_auth import Action, Resource
 from mandate.runtime.runs import context_for
-from mandate.runtime.services import Services, open_services, project_of
+from mandate.runtime.services import Services, open_services
 from mandate.runtime.sessions import issued_at
 from mandate.runtime.settings import Settings
 from mandate.sdk.context import provide_context
 from mandate.tools.mcp import McpServer
 
-__all__ = ["SERVICES_CLOSED", "SERVICES_OPENED", "StudioServices", "app", "auth", "mandate", "supervisor"]
+__all__ = ["SERVICES_CLOSED", "SERVICES_OPENED", "StudioServices", "app", "auth"]
 
 logger = logging.getLogger(__name__)
 
-ASSISTANT_ID, SUPERVISOR_ID = "mandate", "supervisor"
-"""The built-in project's graphs (``mandate/graphs/langgraph.json``), which the repository's own
-``langgraph.json`` serves through :func:`mandate` and :func:`supervisor` below."""
 SERVICES_OPENED = "Mandate's services are open for this server process"
 """Logged once per process, when the first request opens the services."""
 SERVICES_CLOSED = "Mandate's services are closed"
@@ -165,7 +157,6 @@ class StudioServices:
         self._lock = asyncio.Lock()
         self._stack = AsyncExitStack()
         self._services: Services | None = None
-        self._graphs: dict[str, CompiledStateGraph] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handoffs: dict[str, _Handoff] = {}
         self._runs: OrderedDict[str, GraphContext] = OrderedDict()
@@ -181,14 +172,6 @@ class StudioServices:
                 await self._open()
             assert self._services is not None
             return self._services
-
-    async def graph(self, graph_id: str) -> CompiledStateGraph:
-        """The built-in graph ``graph_id`` around this process's services."""
-        await self.services()
-        if not self._graphs:  # the LangGraph server's checkpointer applies
-            inner = await project_of(self._settings).compiled(None)
-            self._graphs = {built_in: _outer(self, built_in, graph) for built_in, graph in inner.items()}
-        return self._graphs[graph_id]
 
     async def _open(self) -> None:
         settings, project = self._settings, self._project
@@ -261,7 +244,6 @@ class StudioServices:
             if self._services is not None:
                 logger.info(SERVICES_CLOSED)
             self._services = None
-            self._graphs = {}
             self._loop = None
             self._handoffs.clear()
             self._runs.clear()
@@ -399,9 +381,14 @@ async def runs_of_their_owner(ctx: Auth.types.AuthContext, value: Any) -> dict[s
     graph_input = kwargs.get("input")
     if graph_input is not None and (not isinstance(graph_input, dict) or not set(graph_input) <= INPUT_KEYS):
         raise _refused(422, "input_not_allowed")
+    command = {k: v for k, v in (kwargs.get("command") or {}).items() if v is not None}
+    if set(command) - {"resume"}:
+        raise _refused(422, "command_not_allowed")  # an answer to a pause, never a state update or a jump
     configurable = (kwargs.get("config") or {}).get("configurable") or {}
     if configurable.get("__context_provided__") and kwargs.get("context"):
         raise _refused(422, "context_not_allowed")  # Mandate's context is built here, never sent
+    if kwargs.get("checkpoint") or kwargs.get("checkpoint_id") or configurable.get("checkpoint_id"):
+        raise _refused(422, "checkpoint_not_allowed")  # no fork from an earlier checkpoint
     project_value = {
         "thread_id": str(value["thread_id"]) if value.get("thread_id") else None,
         "assistant_id": _graph_id(value.get("assistant_id")),
@@ -428,42 +415,6 @@ async def read_assistants(ctx: Auth.types.AuthContext, value: Any) -> dict[str, 
 async def search_assistants(ctx: Auth.types.AuthContext, value: Any) -> dict[str, str] | None:
     """Any verified user may list the graphs (unless the project's handler narrows)."""
     return await _narrowed(ctx, "assistants", "search", _plain(value), None)
-
-
-# -- the built-in graphs ---------------------------------------------------------------------------
-
-
-class StudioInput(TypedDict, total=False):
-    """What a run's input may set under ``langgraph dev``: the conversation (the principal is Mandate's)."""
-
-    messages: Annotated[list[AnyMessage], add_messages]
-    principal: dict[str, Any]
-
-
-def _outer(studio: StudioServices, graph_id: str, inner: CompiledStateGraph) -> CompiledStateGraph:
-    """A one-node graph that runs ``inner`` as a subgraph, with the run's runtime context."""
-
-    async def run(state: MandateState, config: RunnableConfig) -> dict[str, Any]:
-        context = await studio.context(config)
-        # Only runs_of_their_owner writes a principal into the input (from the verified user), and
-        # the thread keeps its first one.
-        return dict(await inner.ainvoke(dict(state), config, context=context))
-
-    graph = StateGraph(MandateState, input_schema=StudioInput)
-    graph.add_node(graph_id, run)
-    graph.add_edge(START, graph_id)
-    graph.add_edge(graph_id, END)
-    return graph.compile(name=graph_id)
-
-
-async def mandate(config: RunnableConfig) -> CompiledStateGraph:
-    """The ``mandate`` graph for ``langgraph dev``."""
-    return await _process_services().graph(ASSISTANT_ID)
-
-
-async def supervisor(config: RunnableConfig) -> CompiledStateGraph:
-    """The ``supervisor`` graph for ``langgraph dev``."""
-    return await _process_services().graph(SUPERVISOR_ID)
 
 
 @asynccontextmanager
