@@ -21,6 +21,7 @@ from typing import Any
 
 from fastapi.encoders import jsonable_encoder
 from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.errors import GraphRecursionError
 from langgraph.types import Command, StateSnapshot
 from opentelemetry import propagate
@@ -129,8 +130,9 @@ def thread_values(snapshot: StateSnapshot) -> dict[str, Any]:
     return result
 
 
-def graph_input(snapshot: StateSnapshot, body: RunCreate, caller: Principal) -> Any:
-    """What the graph is invoked with for ``body`` on a thread in state ``snapshot``.
+def graph_input(snapshot: StateSnapshot, body: RunCreate) -> Any:
+    """What the graph is invoked with for ``body`` on a thread in state ``snapshot`` (new input
+    without the principal: :func:`with_requester` adds it where the thread has none yet).
 
     Raises:
         InvalidRunError: Both input and command, or neither with nothing to continue.
@@ -151,10 +153,22 @@ def graph_input(snapshot: StateSnapshot, body: RunCreate, caller: Principal) -> 
     if snapshot.interrupts:
         raise ThreadInterruptedError("The thread waits for an answer to its interrupt; resume it first.")
     assert body.input is not None
-    update: dict[str, Any] = {"messages": [HumanMessage(m.content) for m in body.input.messages]}
-    if not snapshot.values.get("principal"):
-        update["principal"] = caller.to_state()
-    return update
+    return {"messages": [HumanMessage(m.content) for m in body.input.messages]}
+
+
+async def with_requester(checkpointer: BaseCheckpointSaver[Any], thread_id: str, given: Any, caller: Principal) -> Any:
+    """New input with ``caller`` as the requester when the thread has none yet.
+
+    Read from the last checkpoint's own channels, not from the thread's state: the state also shows
+    the writes of tasks a cancelled run finished within its last step, and LangGraph discards those
+    when new input arrives, so a principal seen only there would be gone when the nodes run.
+    """
+    if not isinstance(given, dict):
+        return given
+    saved = await checkpointer.aget_tuple(thread_config(thread_id))
+    if saved is not None and saved.checkpoint["channel_values"].get("principal"):
+        return given
+    return {**given, "principal": caller.to_state()}
 
 
 def sealed(given: Any, snapshot: StateSnapshot, *, run_id: str) -> Any:
@@ -260,7 +274,8 @@ class RunExecutor:
                     return
                 given = None
             else:
-                given = sealed(graph_input(snapshot, body, caller), snapshot, run_id=run_id)
+                given = await with_requester(self._services.checkpointer, thread_id, graph_input(snapshot, body), caller)
+                given = sealed(given, snapshot, run_id=run_id)
             traceparent = await self._run_graph(row, lease, body, caller, token, given)
             snapshot = await graph.aget_state(thread_config(thread_id))
             await self._vault_for_approver(thread_id, snapshot, caller, token)

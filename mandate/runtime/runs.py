@@ -109,7 +109,7 @@ class RunManager:
         requested = await self.assistants.get(caller.tenant, body.assistant_id) if body.assistant_id else None
         graph_id = await threads.bind(thread_id, requested.graph_id if requested else None, default=services.default_graph)
         snapshot = await services.graphs[graph_id].aget_state(thread_config(thread_id))
-        graph_input(snapshot, body, caller)  # reject a malformed request before anything is recorded
+        graph_input(snapshot, body)  # reject a malformed request before anything is recorded
         if services.project_auth is not None:  # the project's own handler may narrow what Mandate allowed
             # As the LangGraph server gives it: the assistant the client named (graph id or UUID).
             named = body.assistant_id or graph_id
