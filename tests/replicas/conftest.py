@@ -28,6 +28,10 @@ DEMO_API_DELAY = 1.5
 SLOW = "take your time"
 """A message with this makes the model double answer after :data:`SLOW_SECONDS` (a run in flight)."""
 SLOW_SECONDS = 2.0
+HELD = "hold the line"
+"""A message with this makes the model double answer only after :data:`HELD_SECONDS`: a run that
+ends before then as anything but cancelled shows that the cancel did not reach it."""
+HELD_SECONDS = 60.0
 WEBHOOK_SECRET = "test-webhook-secret"
 
 
@@ -86,13 +90,13 @@ def start_replica(settings: Settings, env: dict[str, str], url: str, log: Path) 
 
 @pytest.fixture(scope="session")
 def model() -> Iterator[str]:
-    """The OpenAI-compatible double the replicas plan and answer with (slow on :data:`SLOW`)."""
+    """The OpenAI-compatible double the replicas plan and answer with (slow on :data:`SLOW` and :data:`HELD`)."""
     double = ChatDouble(
         rules=[
             (r"projector|ticket", "create_ticket", {"title": "Projector broken", "priority": "high"}),
             (r"contract", "search_documents", {"query": "contract terms payment"}),
         ],
-        slow_seconds=SLOW_SECONDS,
+        delays={SLOW: SLOW_SECONDS, HELD: HELD_SECONDS},
     )
     with serve_in_thread(double.app()) as url:
         yield url

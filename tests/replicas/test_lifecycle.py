@@ -20,11 +20,13 @@ from mandate.audit import build_tracer_provider
 from mandate.runtime.readiness import readiness
 from mandate.runtime.services import open_services
 from mandate.runtime.settings import DevSettings, Settings
-from tests.replicas.conftest import SLOW, WEBHOOK_SECRET, Hooks, Replicas
+from tests.replicas.conftest import HELD, SLOW, WEBHOOK_SECRET, Hooks, Replicas
 from tests.utils.threads import bearer
 from tests.utils.tokens import login
 
 QUESTION = f"What does the contract say? {SLOW}"
+HELD_QUESTION = f"What does the contract say? {HELD}"
+"""A run that only a cancel ends early: if the cancel misses it, it ends much later as a success."""
 
 
 def _input(text: str, **extra: Any) -> dict[str, Any]:
@@ -64,7 +66,7 @@ async def _final(client: httpx.AsyncClient, thread: str, run_id: str) -> dict[st
 async def test_cancel_from_another_replica_stops_a_streamed_run(clients: list[httpx.AsyncClient]) -> None:
     r0, r1, r2 = clients
     thread = await _thread(r0)
-    async with aconnect_sse(r0, "POST", f"/threads/{thread}/runs/stream", json=_input(QUESTION)) as source:
+    async with aconnect_sse(r0, "POST", f"/threads/{thread}/runs/stream", json=_input(HELD_QUESTION)) as source:
         events = source.aiter_sse()
         first = await anext(events)
         run_id = json.loads(first.data)["run_id"]
@@ -80,7 +82,7 @@ async def test_cancel_from_another_replica_stops_a_streamed_run(clients: list[ht
 async def test_cancel_from_another_replica_stops_a_waited_run(clients: list[httpx.AsyncClient]) -> None:
     r0, r1, r2 = clients
     thread = await _thread(r0)
-    waiting = asyncio.create_task(r0.post(f"/threads/{thread}/runs/wait", json=_input(QUESTION)))
+    waiting = asyncio.create_task(r0.post(f"/threads/{thread}/runs/wait", json=_input(HELD_QUESTION)))
     for _ in range(600):
         listed = (await r1.get(f"/threads/{thread}/runs")).json()
         if listed and listed[0]["status"] == "running":
@@ -93,13 +95,16 @@ async def test_cancel_from_another_replica_stops_a_waited_run(clients: list[http
     assert (await r0.get(f"/threads/{thread}/runs/{run_id}")).json()["status"] == "interrupted"
 
 
-@pytest.mark.parametrize(("on_disconnect", "expected"), [("continue", "success"), ("cancel", "interrupted")])
+@pytest.mark.parametrize(
+    ("on_disconnect", "question", "expected"),
+    [("continue", QUESTION, "success"), ("cancel", HELD_QUESTION, "interrupted")],
+)
 async def test_dropped_stream_never_leaves_the_thread_busy(
-    clients: list[httpx.AsyncClient], on_disconnect: str, expected: str
+    clients: list[httpx.AsyncClient], on_disconnect: str, question: str, expected: str
 ) -> None:
     r0, r1, _ = clients
     thread = await _thread(r0)
-    body = _input(QUESTION, on_disconnect=on_disconnect)
+    body = _input(question, on_disconnect=on_disconnect)
     async with aconnect_sse(r0, "POST", f"/threads/{thread}/runs/stream", json=body) as source:
         run_id = json.loads((await anext(source.aiter_sse())).data)["run_id"]
     # The client went away. The run ends as asked, and the thread is free for the next run.

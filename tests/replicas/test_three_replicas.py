@@ -184,6 +184,19 @@ def _jobs() -> list[Job]:
     return jobs
 
 
+async def _until_running_on(db: psycopg.Connection, replica: str) -> None:
+    """Wait until ``replica`` executes at least two runs, so that killing it leaves runs to take over."""
+    for _ in range(1200):
+        running = db.execute(
+            "SELECT count(*) FROM mandate.runs WHERE status = 'running' AND executed_by[cardinality(executed_by)] = %s",
+            (replica,),
+        ).fetchone()
+        if running and running[0] >= 2:
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"{replica} never had two runs in flight")
+
+
 async def test_three_replicas_lose_no_run_double_no_effect_and_leak_nothing(
     doomed_replicas: Replicas, stack_settings: Settings, db: psycopg.Connection
 ) -> None:
@@ -199,7 +212,7 @@ async def test_three_replicas_lose_no_run_double_no_effect_and_leak_nothing(
         async with slots:
             started += 1
             if started == len(jobs) // 3:
-                await asyncio.sleep(0.5)  # streams of slow runs are in flight on every replica
+                await _until_running_on(db, f"r{KILLED}")
                 replicas.kill(KILLED)
             await _do(driver, job)
 

@@ -19,15 +19,22 @@ from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 
+async def _hold(request: Request, seconds: float) -> None:
+    """Wait ``seconds``, or until the client went away (a cancelled run's call ends with it)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline and not await request.is_disconnected():
+        await asyncio.sleep(min(0.05, seconds))
+
+
 @dataclass(kw_only=True)
 class ChatDouble:
     """The scripted model: ``rules`` map a regex on the user's text to (tool name, arguments)."""
 
     rules: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
-    slow_marker: str = "take your time"
-    """User text containing this makes the model answer after ``slow_seconds`` (to cancel runs mid-flight)."""
-    slow_seconds: float = 10.0
+    delays: dict[str, float] = field(default_factory=lambda: {"take your time": 10.0})
+    """Marker → seconds: a request whose text contains a marker is answered that much later (to
+    cancel runs mid-flight, or to keep them in flight while a replica dies)."""
 
     def app(self) -> FastAPI:
         """The HTTP app serving ``POST /v1/chat/completions``."""
@@ -37,8 +44,8 @@ class ChatDouble:
         async def completions(request: Request) -> dict[str, Any] | StreamingResponse:
             body = await request.json()
             self.requests.append({"body": body, "headers": dict(request.headers)})
-            if self.slow_marker in json.dumps(body):
-                await asyncio.sleep(self.slow_seconds)
+            text = json.dumps(body)
+            await _hold(request, max((s for marker, s in self.delays.items() if marker in text), default=0.0))
             reply = self._reply(body)
             if body.get("stream"):
                 return StreamingResponse(_as_chunks(reply), media_type="text/event-stream")
