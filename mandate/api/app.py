@@ -67,10 +67,10 @@ class ApiCors:
 
 
 def _dev_clients(settings: Settings, project: Project) -> list[DevClient]:
-    """The dev issuer's clients: the CLI, and each agent with every tool API as an exchange audience."""
+    """The dev issuer's clients: the CLI, and each agent with the project's tool APIs as exchange audiences."""
     project_tools = project.tool_specs()
-    audiences = (settings.tickets_api_url, settings.payments_api_url, *(t.audience for t in project_tools if t.audience))
-    scopes = ("tickets:write", "payments:write", *(s for t in project_tools for s in t.scopes))
+    audiences = tuple(t.audience for t in project_tools if t.audience)
+    scopes = tuple(s for t in project_tools for s in t.scopes)
     agents = [
         DevClient(
             client_id=agent.client_id,

@@ -73,7 +73,9 @@ INPUT_KEYS = frozenset({"messages"})
 MAX_RUNS_HELD = 256
 """Runs whose context (and token) this process keeps at most; the oldest are forgotten first."""
 _NAMESPACE_GRAPH = UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
-"""The namespace of the LangGraph server's assistant ids for its graphs (``uuid5(namespace, graph_id)``)."""
+"""The namespace of the LangGraph server's assistant ids for its graphs (``uuid5(namespace, graph_id)``).
+``langgraph_api.graph.NAMESPACE_GRAPH`` is the same value, but importing that module reads the server's
+whole configuration from the environment, which fails outside the server."""
 
 auth = Auth()
 
