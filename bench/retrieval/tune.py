@@ -29,9 +29,9 @@ async def _sweep(args: argparse.Namespace) -> None:
         async with open_store(corpus, users, database_url=database_url, fga_api_url=fga_api_url,
                               tracer=trace.get_tracer("tune")) as store:
             truths = {u.name: _truths(corpus, u, 10)[0] for u in users}
-            print("| user | ef_search | candidates | max_scan_tuples | recall | p50 ms | p99 ms |")
-            for ef, candidates, max_scan in itertools.product(args.ef, args.candidates, args.max_scan):
-                tuning = SearchTuning(ef_search=ef, hnsw_candidates=candidates, max_scan_tuples=max_scan)
+            print("| user | exact_limit | ef_search | candidates | max_scan_tuples | recall | p50 ms | p99 ms |")
+            for exact, ef, candidates, max_scan in itertools.product(args.exact_limit, args.ef, args.candidates, args.max_scan):
+                tuning = SearchTuning(exact_limit=exact, ef_search=ef, hnsw_candidates=candidates, max_scan_tuples=max_scan)
                 retriever = AuthorizedRetriever(
                     pool=store.pool, authz=store.authz, embeddings=QuestionEmbeddings(corpus.questions),
                     tracer=trace.get_tracer("tune"), min_similarity=-1.0, directory=store.directory, tuning=tuning,
@@ -46,7 +46,7 @@ async def _sweep(args: argparse.Namespace) -> None:
                         rows = {_row(c.doc_id, c.chunk_index) for c in found}
                         recalls.append(len(rows & set(truths[user.name][q])) / 10)
                     ms = np.array(seconds) * 1000
-                    print(f"| {user.name} | {ef} | {candidates} | {max_scan} | {np.mean(recalls):.3f} "
+                    print(f"| {user.name} | {exact} | {ef} | {candidates} | {max_scan} | {np.mean(recalls):.3f} "
                           f"| {np.percentile(ms, 50):.1f} | {np.percentile(ms, 99):.1f} |", flush=True)
 
 
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--ef", type=int, nargs="+", default=[200, 400, 800])
     parser.add_argument("--candidates", type=int, nargs="+", default=[10, 40, 100])
     parser.add_argument("--max-scan", type=int, nargs="+", default=[20_000])
+    parser.add_argument("--exact-limit", type=int, nargs="+", default=[SearchTuning().exact_limit])
     asyncio.run(_sweep(parser.parse_args()))
 
 
