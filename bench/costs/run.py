@@ -179,15 +179,15 @@ def main(argv: list[str] | None = None) -> int:
             double = servers.start_double(port=model_port, log=data_dir / "double.log")
             cleanup.callback(double.terminate)
             os.environ.update({"OPENAI_BASE_URL": f"http://127.0.0.1:{model_port}/v1", "OPENAI_API_KEY": "sk-bench-double"})
-            port = free_port()
-            app_settings = DevSettings(
-                env="test", port=port, data_dir=data_dir, database_url=resolved.database_url,
-                fga_api_url=resolved.fga_api_url, project=servers.EXAMPLE / "langgraph.json",
-            )
-            with serve_in_thread(create_app(app_settings, tracer_provider=provider), port=port) as url:
-                token = login(url, "alice")
-                for flow in args.flows:
-                    results[flow] = measure(url, token, exporter, provider, flow=flow, runs=args.runs)
+            for flow in args.flows:
+                # The bench agent is a project of its own; the question flow is the built-in graphs'.
+                port = free_port()
+                app_settings = DevSettings(
+                    env="test", port=port, data_dir=data_dir, database_url=resolved.database_url,
+                    fga_api_url=resolved.fga_api_url, project=servers.EXAMPLE / "langgraph.json" if flow == "bench" else None,
+                )
+                with serve_in_thread(create_app(app_settings, tracer_provider=provider), port=port) as url:
+                    results[flow] = measure(url, login(url, "alice"), exporter, provider, flow=flow, runs=args.runs)
     finally:
         stack.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
