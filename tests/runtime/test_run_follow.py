@@ -1,0 +1,57 @@
+"""Following a run's event log when its wake-ups are lost (a LISTEN connection that dropped them):
+the follower still gets every event once and in order, ending with the run's own end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+from psycopg.types.json import Jsonb
+
+from mandate.audit import build_tracer_provider
+from mandate.runtime import queries
+from mandate.runtime.run_events import RunEventLog, RunNotifications
+from mandate.runtime.runs import RunManager
+from mandate.runtime.services import open_services
+from mandate.runtime.settings import Settings
+from mandate.runtime.webhooks import WebhookSender
+
+EVENT = "INSERT INTO mandate.run_events (run_id, seq, thread_id, event, data) VALUES (%s, %s, %s, %s, %s)"
+"""A row of the log written without NOTIFY: nothing wakes the follower."""
+
+
+async def test_a_follower_without_wakeups_gets_every_event_before_the_end(stack_settings: Settings) -> None:
+    async with open_services(stack_settings, tracer_provider=build_tracer_provider()) as services:
+        deaf = RunNotifications(stack_settings.database_url)  # never started: no wake-up reaches it
+        events = RunEventLog(pool=services.pool, notifications=deaf)
+        webhooks = WebhookSender(http=services.http, secret=b"unused", allowed_origins=[])
+        runs = RunManager(services, events=events, webhooks=webhooks)
+        thread, run = uuid.uuid4(), uuid.uuid4()
+        async with services.pool.connection() as conn:
+            await conn.execute(
+                queries.INSERT_THREAD, {"thread_id": thread, "tenant": "acme", "issuer": "i", "subject": "s", "metadata": Jsonb({})}
+            )
+            await conn.execute(
+                queries.INSERT_QUEUED_RUN,
+                {"run_id": run, "thread_id": thread, "assistant_id": "mandate", "assistant_uuid": None, "metadata": Jsonb({}),
+                 "kwargs": Jsonb({}), "issuer": "i", "subject": "s", "temporary": False, "multitask_strategy": "reject",
+                 "webhook": None, "queue": "test-follow"},
+            )
+            await conn.execute("UPDATE mandate.runs SET status = 'running' WHERE run_id = %s", (run,))
+            for seq in (1, 2):
+                await conn.execute(EVENT, (run, seq, thread, "values", json.dumps({"seq": seq})))
+
+        async def follow() -> list[tuple[int, str]]:
+            body = {"thread_id": str(thread), "run_id": str(run)}
+            return [(e.seq, e.event) async for e in runs.stream(body, after=2)]
+
+        follower = asyncio.create_task(follow())
+        await asyncio.sleep(0.3)  # the follower read the log (nothing after 2) and waits for a wake-up
+        async with services.pool.connection() as conn:
+            for seq in range(3, 8):
+                await conn.execute(EVENT, (run, seq, thread, "values", json.dumps({"seq": seq})))
+            await conn.execute(EVENT, (run, 8, thread, "end", json.dumps({"run_id": str(run), "status": "success"})))
+            await conn.execute("UPDATE mandate.runs SET status = 'success' WHERE run_id = %s", (run,))
+        seen = await asyncio.wait_for(follower, timeout=30)
+    assert seen == [(3, "values"), (4, "values"), (5, "values"), (6, "values"), (7, "values"), (8, "end")]
