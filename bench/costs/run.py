@@ -68,7 +68,7 @@ def instrumented(provider: TracerProvider) -> Iterator[None]:
     for category, module, name, methods in WRAPPED:
         cls = getattr(importlib.import_module(module), name)
         for method in methods:
-            original = getattr(cls, method)  # the class's own, or the one it inherits
+            original = cls.__dict__[method]
 
             def wrapper(original: Any = original, category: str = category) -> Any:
                 @functools.wraps(original)
@@ -78,16 +78,13 @@ def instrumented(provider: TracerProvider) -> Iterator[None]:
 
                 return timed
 
-            undo.append((cls, method, cls.__dict__.get(method)))
             setattr(cls, method, wrapper())
+            undo.append((cls, method, original))
     try:
         yield
     finally:
-        for cls, method, own in reversed(undo):
-            if own is None:
-                delattr(cls, method)  # inherited again
-            else:
-                setattr(cls, method, own)
+        for cls, method, original in undo:
+            setattr(cls, method, original)
 
 
 def per_run(spans: list[Any], runs: int) -> dict[str, tuple[float, float]]:

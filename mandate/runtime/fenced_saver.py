@@ -49,9 +49,7 @@ class LeaseFencedSaver(AsyncPostgresSaver):
             return
         async with self.lock, self._pool.connection() as conn:
             try:
-                # Statements up to the pipeline's sync run as one implicit transaction: a refused hold
-                # skips the writes after it, and the hold lasts until they commit.
-                async with conn.pipeline(), conn.cursor(binary=True, row_factory=dict_row) as cur:
+                async with conn.pipeline(), conn.transaction(), conn.cursor(binary=True, row_factory=dict_row) as cur:
                     await cur.execute(queries.HOLD_RUN_LEASE, self._lease)
                     yield cur
             except PsycopgError as exc:
