@@ -5,7 +5,7 @@ Mandate is served in this process (its app, on the embedded Postgres 18 and Open
 itself (``mandate.authz.batch_check``, ``mandate.retrieve``, ``mandate.token_exchange``), the bench
 wraps, for the time of the measurement only, the methods that carry each other control in a span of
 its own: token verification, the revocation list, the token vault, the call ledger, audit writes,
-checkpoint writes (each holding the run's lease in its own transaction) and the run's event log. Then it makes sequential runs
+checkpoint writes (with their lease check) and the run's event log. Then it makes sequential runs
 with the official SDK and prints, per run, how many calls of each kind were made and the time they
 took (wall time inside the call: with one run at a time, what the run waits for).
 
@@ -43,6 +43,7 @@ WRAPPED: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("call ledger", "mandate.runtime.ledger", "CallLedgerStore", ("open", "get", "current", "start_execution", "finish_execution")),
     ("audit writes", "mandate.audit.log", "AuditLog", ("record", "record_denial")),
     ("checkpoint writes", "mandate.runtime.fenced_saver", "LeaseFencedSaver", ("aput", "aput_writes")),
+    ("  of which lease checks", "mandate.runtime.fenced_saver", "LeaseFencedSaver", ("_check_lease",)),
     ("run event log", "mandate.runtime.run_events", "RunEventLog", ("append",)),
 ]
 OWN_SPANS = {
@@ -53,7 +54,7 @@ OWN_SPANS = {
 }
 ORDER = [
     "token verification", "revocation check", "token vault", "OpenFGA batch checks", "  OpenFGA tuples decided",
-    "call ledger", "audit writes", "checkpoint writes", "run event log", "retrieval",
+    "call ledger", "audit writes", "checkpoint writes", "  of which lease checks", "run event log", "retrieval",
     "token exchange",
 ]
 

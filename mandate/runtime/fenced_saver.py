@@ -2,23 +2,22 @@
 
 Leases make a run execute in one place, except for one window: a replica stalled past its lease
 (a long GC pause, a starved event loop) wakes up still executing a run that another replica has
-meanwhile claimed. Every checkpoint write of a run therefore holds the run's lease in the write's
-own transaction (``mandate.hold_run_lease`` share-locks the run's row or fails): a replica that lost
-the lease writes nothing and stops, and no replica can claim the run between the check and the write.
-The check rides in the write's pipeline, so it costs no round trip of its own.
+meanwhile claimed. Every checkpoint write of a run therefore first checks, in the database, that
+this replica still holds the run's lease; a replica that lost it stops at its next write instead of
+overwriting the new owner's checkpoints. The check and the write are separate statements, so the
+window shrinks to the time between them rather than closing.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from typing import Any
 
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
-from psycopg import AsyncCursor
-from psycopg import Error as PsycopgError
-from psycopg.rows import DictRow, dict_row
 
 from mandate._db import Pool
 from mandate.runtime import queries
@@ -35,24 +34,22 @@ class LeaseFencedSaver(AsyncPostgresSaver):
         self._pool = pool
         self._lease = {"run_id": uuid.UUID(run_id), "owner": owner}
 
-    @asynccontextmanager
-    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
-        """The saver's cursor; its writes (``pipeline=True``: checkpoints, task writes, deletes) run
-        in one transaction that first holds the run's lease.
+    async def _check_lease(self) -> None:
+        async with self._pool.connection() as conn:
+            held = await (await conn.execute(queries.LEASE_HELD, self._lease)).fetchone()
+        if held is None:
+            raise LeaseLostError("Another replica took this run over; this one stops writing it.")
 
-        Raises:
-            LeaseLostError: This replica no longer holds the run's lease; nothing was written.
-        """
-        if not pipeline:  # reads
-            async with super()._cursor() as cur:
-                yield cur
-            return
-        async with self.lock, self._pool.connection() as conn:
-            try:
-                async with conn.pipeline(), conn.transaction(), conn.cursor(binary=True, row_factory=dict_row) as cur:
-                    await cur.execute(queries.HOLD_RUN_LEASE, self._lease)
-                    yield cur
-            except PsycopgError as exc:
-                if exc.sqlstate == queries.LEASE_LOST_SQLSTATE:
-                    raise LeaseLostError("Another replica took this run over; this one stops writing it.") from None
-                raise
+    async def aput(
+        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata, new_versions: ChannelVersions
+    ) -> RunnableConfig:
+        """Write a checkpoint, if the lease is still held."""
+        await self._check_lease()
+        return await super().aput(config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
+        """Write a task's pending writes, if the lease is still held."""
+        await self._check_lease()
+        await super().aput_writes(config, writes, task_id, task_path)

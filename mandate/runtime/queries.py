@@ -1,8 +1,5 @@
 """SQL of the service room (thread ownership and the demo APIs' records) and its migrations."""
 
-LEASE_LOST_SQLSTATE = "MDL01"
-"""What :data:`HOLD_RUN_LEASE` raises when this replica no longer holds the run's lease."""
-
 MIGRATIONS = [
     # 1: who owns each thread; LangGraph's checkpoint tables hold the rest.
     """
@@ -192,20 +189,6 @@ MIGRATIONS = [
     CREATE INDEX run_events_age ON mandate.run_events (created_at);
     UPDATE mandate.runs SET status = 'error', updated_at = now() WHERE status IN ('pending', 'running');
     UPDATE mandate.threads SET status = 'error', updated_at = now() WHERE status = 'busy';
-    """,
-    # 12: a run's checkpoint writes hold its lease in their own transaction (see fenced_saver).
-    f"""
-    CREATE FUNCTION mandate.hold_run_lease(p_run_id uuid, p_owner text) RETURNS void
-    LANGUAGE plpgsql AS $$
-    BEGIN
-        PERFORM 1 FROM mandate.runs
-        WHERE run_id = p_run_id AND lease_owner = p_owner AND status = 'running' AND lease_expires_at > now()
-        FOR SHARE;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'run % is not leased to %', p_run_id, p_owner USING ERRCODE = '{LEASE_LOST_SQLSTATE}';
-        END IF;
-    END
-    $$;
     """,
 ]
 
@@ -562,9 +545,10 @@ WHERE run_id = ANY(%(run_ids)s) AND lease_owner = %(owner)s AND status = 'runnin
 RETURNING run_id, cancel_action
 """
 
-HOLD_RUN_LEASE = "SELECT mandate.hold_run_lease(%(run_id)s, %(owner)s)"
-"""Share-locks the run's row until the transaction ends, or fails with :data:`LEASE_LOST_SQLSTATE`:
-no other replica can claim the run while the transaction writes for it."""
+LEASE_HELD = """
+SELECT 1 FROM mandate.runs
+WHERE run_id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running' AND lease_expires_at > now()
+"""
 
 FINISH_RUN = """
 UPDATE mandate.runs
