@@ -622,11 +622,6 @@ WHERE run_id = %(run_id)s AND thread_id = %(thread_id)s AND seq > %(after)s
 ORDER BY seq LIMIT 500
 """
 
-RUN_LOG_ENDED = """
-SELECT 1 FROM mandate.run_events
-WHERE run_id = %(run_id)s AND thread_id = %(thread_id)s AND event = ANY(%(terminal)s::text[]) LIMIT 1
-"""
-
 PURGE_RUN_EVENTS = "DELETE FROM mandate.run_events WHERE created_at < now() - make_interval(secs => %(age)s)"
 
 DELETE_RUN_TOKEN = """

@@ -174,12 +174,6 @@ class RunEventLog:
             for r in rows
         ]
 
-    async def ended(self, run_id: str, thread_id: str) -> bool:
-        """Whether the run's log holds its ``end`` or ``error``."""
-        params = {"run_id": uuid.UUID(run_id), "thread_id": uuid.UUID(thread_id), "terminal": sorted(TERMINAL_EVENTS)}
-        async with self._pool.connection() as conn:
-            return await (await conn.execute(queries.RUN_LOG_ENDED, params)).fetchone() is not None
-
     async def follow(
         self, run_id: str, thread_id: str, *, after: int, idle: Callable[[], Any]
     ) -> AsyncIterator[StoredEvent]:
@@ -203,6 +197,8 @@ class RunEventLog:
                     await asyncio.wait_for(woken.wait(), timeout=POLL_SECONDS)
                 except TimeoutError:
                     final = await idle()
+                    if final is not None and final.seq > after:
+                        continue  # the log ends after events not read yet (their wake-ups were lost): read them
                     if final is not None:
                         yield final
                         return

@@ -268,17 +268,15 @@ class RunManager:
         return latest
 
     async def _settled(self, thread_id: str, run_id: str) -> StoredEvent | None:
-        """A final event for a run whose log has none although it ended (or is gone); ``None`` while it
-        runs, or when its log ends it (the follower reads on: the events before that end are its own)."""
+        """A final event for a run whose log has none although it ended (or is gone); ``None`` while it runs."""
         try:
             run = await self.get(thread_id, run_id)
         except RunNotFoundError:
             return StoredEvent(seq=0, event="error", data={"error": "run_not_found", "message": "The run no longer exists."})
         if run["status"] not in TERMINAL:
             return None
-        if await self.events.ended(run_id, thread_id):
-            return None
-        return StoredEvent(seq=0, event="end", data={"run_id": run_id, "status": run["status"]})
+        late = [e for e in await self.events.read(run_id, thread_id, after=0) if e.terminal]
+        return late[0] if late else StoredEvent(seq=0, event="end", data={"run_id": run_id, "status": run["status"]})
 
     async def _values_of(self, run: dict[str, Any]) -> dict[str, Any]:
         snapshot = await self._services.graphs[run["graph_id"]].aget_state(thread_config(run["thread_id"]))

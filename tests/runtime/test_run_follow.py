@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 
 from psycopg.types.json import Jsonb
 
 from mandate.audit import build_tracer_provider
 from mandate.runtime import queries
-from mandate.runtime.run_events import RunEventLog, RunNotifications
+from mandate.runtime.run_events import RunEventLog, RunNotifications, StoredEvent
 from mandate.runtime.runs import RunManager
 from mandate.runtime.services import open_services
 from mandate.runtime.settings import Settings
@@ -42,11 +43,7 @@ async def test_a_follower_without_wakeups_gets_every_event_before_the_end(stack_
             for seq in (1, 2):
                 await conn.execute(EVENT, (run, seq, thread, "values", json.dumps({"seq": seq})))
 
-        async def follow() -> list[tuple[int, str]]:
-            body = {"thread_id": str(thread), "run_id": str(run)}
-            return [(e.seq, e.event) async for e in runs.stream(body, after=2)]
-
-        follower = asyncio.create_task(follow())
+        follower = asyncio.create_task(_collect(runs.stream({"thread_id": str(thread), "run_id": str(run)}, after=2)))
         await asyncio.sleep(0.3)  # the follower read the log (nothing after 2) and waits for a wake-up
         async with services.pool.connection() as conn:
             for seq in range(3, 8):
@@ -54,4 +51,13 @@ async def test_a_follower_without_wakeups_gets_every_event_before_the_end(stack_
             await conn.execute(EVENT, (run, 8, thread, "end", json.dumps({"run_id": str(run), "status": "success"})))
             await conn.execute("UPDATE mandate.runs SET status = 'success' WHERE run_id = %s", (run,))
         seen = await asyncio.wait_for(follower, timeout=30)
+        # A client that comes back after the end it already has gets that end again, and no wait.
+        again = await asyncio.wait_for(
+            _collect(runs.stream({"thread_id": str(thread), "run_id": str(run)}, after=8)), timeout=30
+        )
     assert seen == [(3, "values"), (4, "values"), (5, "values"), (6, "values"), (7, "values"), (8, "end")]
+    assert again == [(8, "end")]
+
+
+async def _collect(events: AsyncIterator[StoredEvent]) -> list[tuple[int, str]]:
+    return [(e.seq, e.event) async for e in events]

@@ -1,0 +1,95 @@
+"""A run's checkpoint writes are fenced by its lease: a replica that lost the lease (taken over, or
+expired while it stalled) writes nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, TypedDict
+
+import pytest
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.graph import START, StateGraph
+from psycopg.types.json import Jsonb
+
+from mandate._db import Pool, apply_migrations, open_pool
+from mandate.runtime import queries
+from mandate.runtime.errors import LeaseLostError
+from mandate.runtime.fenced_saver import LeaseFencedSaver
+from mandate.runtime.run_execution import thread_config
+from mandate.runtime.settings import Settings
+
+OWNER = "replica-a"
+
+
+class Counter(TypedDict):
+    count: int
+
+
+def _graph(saver: AsyncPostgresSaver) -> Any:
+    graph = StateGraph(Counter)
+    graph.add_node("add", lambda state: {"count": state["count"] + 1})
+    graph.add_edge(START, "add")
+    return graph.compile(checkpointer=saver)
+
+
+@pytest.fixture()
+async def pool(stack_settings: Settings) -> AsyncIterator[Pool]:
+    opened = await open_pool(stack_settings.database_url, max_size=4)
+    try:
+        await apply_migrations(opened, room="service", migrations=queries.MIGRATIONS)
+        await AsyncPostgresSaver(opened).setup()  # type: ignore[arg-type]
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def _leased_run(pool: Pool) -> tuple[str, str]:
+    """A thread and a run leased to :data:`OWNER` for a minute."""
+    thread, run = uuid.uuid4(), uuid.uuid4()
+    async with pool.connection() as conn:
+        await conn.execute(
+            queries.INSERT_THREAD, {"thread_id": thread, "tenant": "acme", "issuer": "i", "subject": "s", "metadata": Jsonb({})}
+        )
+        await conn.execute(
+            queries.INSERT_QUEUED_RUN,
+            {"run_id": run, "thread_id": thread, "assistant_id": "g", "assistant_uuid": None, "metadata": Jsonb({}),
+             "kwargs": Jsonb({}), "issuer": "i", "subject": "s", "temporary": False, "multitask_strategy": "reject",
+             "webhook": None, "queue": "test"},
+        )
+        await _set_lease(pool, str(run), OWNER, "1 minute")
+    return str(thread), str(run)
+
+
+async def _set_lease(pool: Pool, run: str, owner: str, left: str) -> None:
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE mandate.runs SET status = 'running', lease_owner = %s, lease_expires_at = now() + %s::interval "
+            "WHERE run_id = %s",
+            (owner, left, uuid.UUID(run)),
+        )
+
+
+async def _checkpoint_rows(pool: Pool, thread: str) -> tuple[int, int]:
+    async with pool.connection() as conn:
+        checkpoints = await (await conn.execute("SELECT count(*) AS n FROM checkpoints WHERE thread_id = %s", (thread,))).fetchone()
+        writes = await (await conn.execute("SELECT count(*) AS n FROM checkpoint_writes WHERE thread_id = %s", (thread,))).fetchone()
+    assert checkpoints is not None and writes is not None
+    return int(checkpoints["n"]), int(writes["n"])
+
+
+@pytest.mark.parametrize(("owner", "left"), [("replica-b", "1 minute"), (OWNER, "-1 second")], ids=["taken-over", "expired"])
+async def test_a_replica_without_the_lease_writes_nothing(pool: Pool, owner: str, left: str) -> None:
+    thread, run = await _leased_run(pool)
+    saver = LeaseFencedSaver(pool, serde=JsonPlusSerializer(), run_id=run, owner=OWNER)
+    graph = _graph(saver)
+    assert await graph.ainvoke({"count": 0}, thread_config(thread)) == {"count": 1}
+    written = await _checkpoint_rows(pool, thread)
+    assert written[0] > 0
+
+    await _set_lease(pool, run, owner, left)
+    with pytest.raises(LeaseLostError):
+        await graph.ainvoke({"count": 5}, thread_config(thread), durability="sync")
+    assert await _checkpoint_rows(pool, thread) == written
+    assert (await graph.aget_state(thread_config(thread))).values == {"count": 1}
