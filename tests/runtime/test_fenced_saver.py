@@ -11,7 +11,6 @@ import pytest
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import START, StateGraph
-from psycopg.types.json import Jsonb
 
 from mandate._db import Pool, apply_migrations, open_pool
 from mandate.runtime import queries
@@ -19,6 +18,7 @@ from mandate.runtime.errors import LeaseLostError
 from mandate.runtime.fenced_saver import LeaseFencedSaver
 from mandate.runtime.run_execution import thread_config
 from mandate.runtime.settings import Settings
+from tests.utils.runs import insert_running_run, set_lease
 
 OWNER = "replica-a"
 
@@ -47,28 +47,9 @@ async def pool(stack_settings: Settings) -> AsyncIterator[Pool]:
 
 async def _leased_run(pool: Pool) -> tuple[str, str]:
     """A thread and a run leased to :data:`OWNER` for a minute."""
-    thread, run = uuid.uuid4(), uuid.uuid4()
-    async with pool.connection() as conn:
-        await conn.execute(
-            queries.INSERT_THREAD, {"thread_id": thread, "tenant": "acme", "issuer": "i", "subject": "s", "metadata": Jsonb({})}
-        )
-        await conn.execute(
-            queries.INSERT_QUEUED_RUN,
-            {"run_id": run, "thread_id": thread, "assistant_id": "g", "assistant_uuid": None, "metadata": Jsonb({}),
-             "kwargs": Jsonb({}), "issuer": "i", "subject": "s", "temporary": False, "multitask_strategy": "reject",
-             "webhook": None, "queue": "test"},
-        )
-        await _set_lease(pool, str(run), OWNER, "1 minute")
+    thread, run = await insert_running_run(pool, assistant_id="g")
+    await set_lease(pool, run, OWNER, "1 minute")
     return str(thread), str(run)
-
-
-async def _set_lease(pool: Pool, run: str, owner: str, left: str) -> None:
-    async with pool.connection() as conn:
-        await conn.execute(
-            "UPDATE mandate.runs SET status = 'running', lease_owner = %s, lease_expires_at = now() + %s::interval "
-            "WHERE run_id = %s",
-            (owner, left, uuid.UUID(run)),
-        )
 
 
 async def _checkpoint_rows(pool: Pool, thread: str) -> tuple[int, int]:
@@ -88,7 +69,7 @@ async def test_a_replica_without_the_lease_writes_nothing(pool: Pool, owner: str
     written = await _checkpoint_rows(pool, thread)
     assert written[0] > 0
 
-    await _set_lease(pool, run, owner, left)
+    await set_lease(pool, uuid.UUID(run), owner, left)
     with pytest.raises(LeaseLostError):
         await graph.ainvoke({"count": 5}, thread_config(thread), durability="sync")
     assert await _checkpoint_rows(pool, thread) == written

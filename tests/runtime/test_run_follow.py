@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
 
-from psycopg.types.json import Jsonb
-
 from mandate.audit import build_tracer_provider
-from mandate.runtime import queries
 from mandate.runtime.run_events import RunEventLog, RunNotifications, StoredEvent
 from mandate.runtime.runs import RunManager
 from mandate.runtime.services import open_services
 from mandate.runtime.settings import Settings
 from mandate.runtime.webhooks import WebhookSender
+from tests.utils.runs import insert_running_run
 
 EVENT = "INSERT INTO mandate.run_events (run_id, seq, thread_id, event, data) VALUES (%s, %s, %s, %s, %s)"
 """A row of the log written without NOTIFY: nothing wakes the follower."""
@@ -28,18 +25,8 @@ async def test_a_follower_without_wakeups_gets_every_event_before_the_end(stack_
         events = RunEventLog(pool=services.pool, notifications=deaf)
         webhooks = WebhookSender(http=services.http, secret=b"unused", allowed_origins=[])
         runs = RunManager(services, events=events, webhooks=webhooks)
-        thread, run = uuid.uuid4(), uuid.uuid4()
+        thread, run = await insert_running_run(services.pool, queue="test-follow")
         async with services.pool.connection() as conn:
-            await conn.execute(
-                queries.INSERT_THREAD, {"thread_id": thread, "tenant": "acme", "issuer": "i", "subject": "s", "metadata": Jsonb({})}
-            )
-            await conn.execute(
-                queries.INSERT_QUEUED_RUN,
-                {"run_id": run, "thread_id": thread, "assistant_id": "mandate", "assistant_uuid": None, "metadata": Jsonb({}),
-                 "kwargs": Jsonb({}), "issuer": "i", "subject": "s", "temporary": False, "multitask_strategy": "reject",
-                 "webhook": None, "queue": "test-follow"},
-            )
-            await conn.execute("UPDATE mandate.runs SET status = 'running' WHERE run_id = %s", (run,))
             for seq in (1, 2):
                 await conn.execute(EVENT, (run, seq, thread, "values", json.dumps({"seq": seq})))
 
