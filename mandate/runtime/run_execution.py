@@ -156,19 +156,22 @@ def graph_input(snapshot: StateSnapshot, body: RunCreate) -> Any:
     return {"messages": [HumanMessage(m.content) for m in body.input.messages]}
 
 
-async def with_requester(checkpointer: BaseCheckpointSaver[Any], thread_id: str, given: Any, caller: Principal) -> Any:
+async def with_requester(
+    checkpointer: BaseCheckpointSaver[Any], snapshot: StateSnapshot, given: Any, caller: Principal
+) -> Any:
     """New input with ``caller`` as the requester when the thread has none yet.
 
-    Read from the last checkpoint's own channels, not from the thread's state: the state also shows
-    the writes of tasks a cancelled run finished within its last step, and LangGraph discards those
-    when new input arrives, so a principal seen only there would be gone when the nodes run.
+    The state also shows the writes of tasks a cancelled run finished within its last step, and
+    LangGraph discards those when new input arrives: while such tasks are pending, a principal seen
+    in the state is looked up in the last checkpoint's own channels, where it lasts.
     """
     if not isinstance(given, dict):
         return given
-    saved = await checkpointer.aget_tuple(thread_config(thread_id))
-    if saved is not None and saved.checkpoint["channel_values"].get("principal"):
-        return given
-    return {**given, "principal": caller.to_state()}
+    kept = bool(snapshot.values.get("principal"))
+    if kept and snapshot.tasks:
+        saved = await checkpointer.aget_tuple(snapshot.config)
+        kept = saved is not None and bool(saved.checkpoint["channel_values"].get("principal"))
+    return given if kept else {**given, "principal": caller.to_state()}
 
 
 def sealed(given: Any, snapshot: StateSnapshot, *, run_id: str) -> Any:
@@ -274,7 +277,7 @@ class RunExecutor:
                     return
                 given = None
             else:
-                given = await with_requester(self._services.checkpointer, thread_id, graph_input(snapshot, body), caller)
+                given = await with_requester(self._services.checkpointer, snapshot, graph_input(snapshot, body), caller)
                 given = sealed(given, snapshot, run_id=run_id)
             traceparent = await self._run_graph(row, lease, body, caller, token, given)
             snapshot = await graph.aget_state(thread_config(thread_id))

@@ -53,7 +53,7 @@ async def _principal_after_new_input(settings: Settings, *, seal_from_state: boo
         assert snapshot.values.get("principal") == ALICE.to_state()  # a's write shows in the state
         given: dict[str, Any] = {"messages": [HumanMessage("again")]}
         if not seal_from_state:
-            given = await with_requester(saver, thread, given, ALICE)
+            given = await with_requester(saver, snapshot, given, ALICE)
         await graph.ainvoke(given, config)
         return (await graph.aget_state(config)).values.get("principal")
 
