@@ -18,8 +18,9 @@ from tests.utils.threads import bearer
 
 MAX_MESSAGE_CHARS = 20_000
 """The longest message the HTTP edge accepts."""
-PROBE_BOUND = 1.0
-"""Seconds between two answers to ``GET /ok`` while the runs are planned: generous for a free loop."""
+PROBE_BOUND = 5.0
+"""Seconds between two answers to ``GET /ok`` while the runs are planned. The stalls this guards
+against lasted minutes; a loaded CI machine alone has left 1.3 s between two answers."""
 PATHOLOGICAL_UNITS = ("send 1 ", "pay $1 ", "wire 1 EUR\n", "open ", "submit a ")
 """Repeated to the longest message, each is planned as a question, after scans that the former
 patterns made cubic (the first three) or quadratic (the others)."""
