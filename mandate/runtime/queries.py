@@ -546,9 +546,10 @@ RETURNING run_id, cancel_action
 """
 
 LEASE_HELD = """
-SELECT 1 FROM mandate.runs
+SELECT extract(epoch FROM lease_expires_at - now())::float8 AS remaining FROM mandate.runs
 WHERE run_id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running' AND lease_expires_at > now()
 """
+"""The seconds left of the owner's lease on a running run; no row when it does not hold one."""
 
 FINISH_RUN = """
 UPDATE mandate.runs
