@@ -48,8 +48,8 @@ PARTS = (
          results=re.compile(r"^first run")),
     Part(name="peers", module="bench.peers", full=(),
          quick=("--sequential", "5", "--runs", "8", "--concurrency", "8", "--warmup", "1"),
-         results=re.compile(r"^(\| |throughput @|seq p50)")),
-    Part(name="costs", module="bench.costs", full=(), quick=("--runs", "3"), results=re.compile(r"^\| ")),
+         results=re.compile(r"^(\||throughput @|seq p50)")),
+    Part(name="costs", module="bench.costs", full=(), quick=("--runs", "3"), results=re.compile(r"^\|")),
     Part(name="retrieval", module="bench.retrieval", full=("--sizes", "100000"), quick=("--quick",),
          results=re.compile(r"^C Mandate at")),
 )

@@ -201,6 +201,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         replacement="            return str(uuid.uuid4())  # mutation: the failure is swallowed\n        if traced:\n",
     ),
     Mutation(
+        name="decision-audited-outside-its-transaction",
+        removes="A consent decision commits before its audit record is written, so a failed audit write leaves a decision no record explains.",
+        path="mandate/runtime/ledger.py",
+        original="            async with self._pool.connection() as conn, conn.transaction():\n                if await (await conn.execute(sql, params)).fetchone() is None:\n",
+        replacement="            async with self._pool.connection() as conn:  # mutation: autocommit, no shared transaction\n                if await (await conn.execute(sql, params)).fetchone() is None:\n",
+    ),
+    Mutation(
         name="downstream-retry-with-new-key",
         removes="Each retry of a downstream call carries a new idempotency key, so a lost answer becomes a second effect.",
         path="mandate/tools/downstream.py",

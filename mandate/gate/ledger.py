@@ -18,6 +18,8 @@ from typing import Any, Literal, Protocol
 
 from typing_extensions import TypedDict
 
+from mandate.audit import AuditEvent
+
 __all__ = [
     "CallLedger",
     "CallRecord",
@@ -153,12 +155,19 @@ class CallLedger(Protocol):
         now: float,
         comment: str | None = None,
         edited_to: str | None = None,
+        audit: AuditEvent | None = None,
     ) -> bool:
-        """Record a decision on a pending row; ``False`` if it was decided already or has expired."""
+        """Record a decision on a pending row; ``False`` if it was decided already or has expired.
+
+        With ``audit``, its audit record is written with it, atomically: both or neither.
+        """
         ...
 
-    async def ask(self, record: CallRecord, *, now: float) -> None:
-        """Mark the row as asked: it enters the approval queue."""
+    async def ask(self, record: CallRecord, *, now: float, audit: AuditEvent | None = None) -> bool:
+        """Mark the row as asked: it enters the approval queue; ``False`` if it was already.
+
+        With ``audit``, its audit record is written with it, atomically: both or neither.
+        """
         ...
 
     async def record_step_up(self, record: CallRecord, evidence: StepUpEvidence) -> None:

@@ -54,8 +54,8 @@ def as_call(record: CallRecord) -> ProposedCall:
     return ProposedCall(id=record.tool_call_id, name=record.tool, args=record.args, args_hash=record.args_hash)
 
 
-def _event(
-    ctx: GraphContext, state: MandateState, call: ProposedCall, event: str, decision: str, agent: str | None, detail: dict[str, Any]
+def call_event(
+    ctx: GraphContext, state: MandateState, call: ProposedCall, event: str, decision: str, *, agent: str | None, **detail: Any
 ) -> AuditEvent:
     """The actor is whoever made this run's call (the requester, an approver resuming, …); the
     requester, on whose behalf everything happens, is always named beside it."""
@@ -84,7 +84,7 @@ async def audit_call(
     **detail: Any,
 ) -> str:
     """Write one durable audit row about ``call``; raises ``AuditUnavailableError`` if not written."""
-    return await ctx.audit.record(_event(ctx, state, call, event, decision, agent, detail))
+    return await ctx.audit.record(call_event(ctx, state, call, event, decision, agent=agent, **detail))
 
 
 async def audit_denial(
@@ -92,7 +92,7 @@ async def audit_denial(
 ) -> None:
     """Record a ``tool.denied`` that any member could repeat at will: the first of its kind at
     once, repeats counted into one summary per window (so a flood cannot swamp the chain)."""
-    await ctx.audit.record_denial(_event(ctx, state, call, "tool.denied", code, agent, detail))
+    await ctx.audit.record_denial(call_event(ctx, state, call, "tool.denied", code, agent=agent, **detail))
 
 
 def outcome(call: ProposedCall, status: str, code: str, detail: dict[str, Any] | None = None) -> ToolOutcome:

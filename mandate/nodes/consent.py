@@ -21,6 +21,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from opentelemetry import trace
 
+from mandate.audit import AuditEvent
 from mandate.auth import AuthError
 from mandate.gate import (
     AnswerRefusal,
@@ -34,7 +35,7 @@ from mandate.gate import (
     party_of,
 )
 from mandate.contract.state import GraphContext, MandateState, ProposedCall, ReviewError, ToolOutcome
-from mandate.nodes._outcomes import as_call, audit_call, ledger_row, outcome, spec_of
+from mandate.nodes._outcomes import as_call, audit_call, call_event, ledger_row, outcome, spec_of
 from mandate.nodes.planner import Node
 from mandate.tools import ApprovalPolicy, InvalidToolArgsError, ToolSpec, args_hash, edit_within_policy
 
@@ -73,8 +74,10 @@ async def _review_request(ctx: GraphContext, record: CallRecord, spec: ToolSpec,
     return value
 
 
-async def _edit(ctx: GraphContext, record: CallRecord, spec: ToolSpec, answer: ReviewAnswer) -> AnswerRefusal | None:
-    """Record an edit: close ``record`` as edited and open the edited call's row."""
+async def _edit(
+    ctx: GraphContext, record: CallRecord, spec: ToolSpec, answer: ReviewAnswer, *, decided: AuditEvent
+) -> AnswerRefusal | None:
+    """Record an edit: close ``record`` as edited (with its audit record ``decided``) and open the edited call's row."""
     assert answer.args is not None
     try:
         args = spec.validate_args(answer.args)
@@ -84,8 +87,11 @@ async def _edit(ctx: GraphContext, record: CallRecord, spec: ToolSpec, answer: R
     new_hash = args_hash(record.tool, args)
     decider, now = party_of(ctx.caller), ctx.clock()
     if new_hash == record.args_hash:
-        return None if await ctx.ledger.decide(record, status="approved", decider=decider, now=now, comment=answer.message) else AnswerRefusal(code="approval_expired")
-    if not await ctx.ledger.decide(record, status="edited", decider=decider, now=now, comment=answer.message, edited_to=new_hash):
+        approved = await ctx.ledger.decide(record, status="approved", decider=decider, now=now, comment=answer.message, audit=decided)
+        return None if approved else AnswerRefusal(code="approval_expired")
+    if not await ctx.ledger.decide(
+        record, status="edited", decider=decider, now=now, comment=answer.message, edited_to=new_hash, audit=decided
+    ):
         return AnswerRefusal(code="approval_expired")
     by_requester = decider.same_person(record.requester)
     # The requester's own edit of their consent is their decision; their edit of an approver's
@@ -113,8 +119,11 @@ async def _edit(ctx: GraphContext, record: CallRecord, spec: ToolSpec, answer: R
     return None
 
 
-async def _take(ctx: GraphContext, record: CallRecord, spec: ToolSpec, value: Any) -> AnswerRefusal | ReviewAnswer:
-    """Validate this run's answer and record it in the ledger; a refusal says why not."""
+async def _take(
+    ctx: GraphContext, state: MandateState, record: CallRecord, spec: ToolSpec, value: Any, *, agent: str
+) -> AnswerRefusal | ReviewAnswer:
+    """Validate this run's answer and record it in the ledger with its ``consent.decided`` audit
+    record, in one transaction; a refusal says why not."""
     answer = parse_review_answer(value, tool_call_id=record.tool_call_id, args_hash=record.args_hash, tool=record.tool)
     if isinstance(answer, AnswerRefusal):
         return answer
@@ -131,10 +140,14 @@ async def _take(ctx: GraphContext, record: CallRecord, spec: ToolSpec, value: An
         return AnswerRefusal(code=refusal)
     if ctx.clock() >= record.expires_at:
         return AnswerRefusal(code="approval_expired")
+    decided = call_event(
+        ctx, state, as_call(record), "consent.decided", answer.type, agent=agent, policy=str(spec.approval),
+        comment_given=bool(answer.message), purpose="confirm_edit" if record.needs_requester else "decide",
+    )
     if answer.type == "edit":
-        return await _edit(ctx, record, spec, answer) or answer
+        return await _edit(ctx, record, spec, answer, decided=decided) or answer
     status = "approved" if answer.type == "approve" else "rejected"
-    if not await ctx.ledger.decide(record, status=status, decider=decider, now=ctx.clock(), comment=answer.message):
+    if not await ctx.ledger.decide(record, status=status, decider=decider, now=ctx.clock(), comment=answer.message, audit=decided):
         return AnswerRefusal(code="approval_expired")
     return answer
 
@@ -143,12 +156,12 @@ async def open_decision(ctx: GraphContext, state: MandateState, proposed: Propos
     """The call's ledger row as it stands; a lapsed one is marked expired, a new one is asked (both audited)."""
     record = await ledger_row(ctx, state, proposed, spec, agent=agent)
     if record.status not in SETTLED and ctx.clock() >= record.expires_at:
-        await ctx.ledger.decide(record, status="expired", decider=None, now=ctx.clock())
-        await audit_call(ctx, state, as_call(record), "consent.expired", "expired", agent=agent)
+        expired = call_event(ctx, state, as_call(record), "consent.expired", "expired", agent=agent)
+        await ctx.ledger.decide(record, status="expired", decider=None, now=ctx.clock(), audit=expired)
         record = await ledger_row(ctx, state, proposed, spec, agent=agent)
     if record.status not in SETTLED and record.asked_at is None:
-        await ctx.ledger.ask(record, now=ctx.clock())
-        await audit_call(ctx, state, as_call(record), "consent.requested", "asked", agent=agent, policy=str(spec.approval))
+        requested = call_event(ctx, state, as_call(record), "consent.requested", "asked", agent=agent, policy=str(spec.approval))
+        await ctx.ledger.ask(record, now=ctx.clock(), audit=requested)
     return record
 
 
@@ -168,14 +181,10 @@ async def ask_once(
         fresh, answer = answer_of_run(value, run_id=ctx.run_id)
         if fresh:
             break
-    taken = await _take(ctx, record, spec, answer)
+    taken = await _take(ctx, state, record, spec, answer, agent=agent)
     if isinstance(taken, AnswerRefusal):
         await audit_call(ctx, state, as_call(record), "consent.refused", taken.code, agent=agent)
         return ReviewError(code=taken.code, field=taken.field)
-    await audit_call(
-        ctx, state, as_call(record), "consent.decided", taken.type, agent=agent, policy=str(spec.approval),
-        comment_given=bool(taken.message), purpose="confirm_edit" if record.needs_requester else "decide",
-    )
     span = trace.get_current_span()
     span.set_attribute("mandate.approval.decision", taken.type)
     span.set_attribute("mandate.approval.decider", ctx.pseudonym(ctx.caller))

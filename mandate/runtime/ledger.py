@@ -10,9 +10,11 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
+from psycopg import Error as PsycopgError
 from psycopg.types.json import Jsonb
 
 from mandate._db import Pool
+from mandate.audit import AuditEvent, AuditLog, AuditUnavailableError
 from mandate.auth import Principal
 from mandate.gate import CallRecord, ExecutionStart, Party, ProposedCall, StepUpEvidence, decider_refusal, party_of
 from mandate.runtime import queries
@@ -70,9 +72,10 @@ def _record(row: dict[str, Any]) -> CallRecord:
 class CallLedgerStore:
     """The real :class:`~mandate.gate.CallLedger`, and the approval queue over the same rows."""
 
-    def __init__(self, *, pool: Pool, tools: ToolRegistry) -> None:
+    def __init__(self, *, pool: Pool, tools: ToolRegistry, audit: AuditLog) -> None:
         self._pool = pool
         self._tools = tools
+        self._audit = audit
 
     async def _one(self, sql: str, params: dict[str, Any]) -> dict[str, Any] | None:
         async with self._pool.connection() as conn:
@@ -135,8 +138,16 @@ class CallLedgerStore:
         now: float,
         comment: str | None = None,
         edited_to: str | None = None,
+        audit: AuditEvent | None = None,
     ) -> bool:
-        """Record a decision on a pending row; ``False`` if it was decided already or expired."""
+        """Record a decision on a pending row; ``False`` if it was decided already or expired.
+
+        With ``audit``, the decision and its audit record are written in one transaction: both or
+        neither (an auditor never sees a decision the ledger does not hold, nor the reverse).
+
+        Raises:
+            AuditUnavailableError: The audit record (so the decision) could not be written.
+        """
         params = {
             "id": uuid.UUID(record.id),
             "status": status,
@@ -147,12 +158,30 @@ class CallLedgerStore:
             "comment": comment or None,
             "edited_to": edited_to,
         }
-        return await self._one(queries.DECIDE_CALL, params) is not None
+        return await self._change(queries.DECIDE_CALL, params, audit=audit)
 
-    async def ask(self, record: CallRecord, *, now: float) -> None:
-        """Mark the row as asked: from now on it is in the approval queue."""
-        async with self._pool.connection() as conn:
-            await conn.execute(queries.MARK_ASKED, {"id": uuid.UUID(record.id), "now": now})
+    async def ask(self, record: CallRecord, *, now: float, audit: AuditEvent | None = None) -> bool:
+        """Mark the row as asked: from now on it is in the approval queue; ``False`` if it was already.
+
+        With ``audit``, its audit record is written with it, atomically: both or neither.
+
+        Raises:
+            AuditUnavailableError: The audit record (so the change) could not be written.
+        """
+        return await self._change(queries.MARK_ASKED, {"id": uuid.UUID(record.id), "now": now}, audit=audit)
+
+    async def _change(self, sql: str, params: dict[str, Any], *, audit: AuditEvent | None) -> bool:
+        """Run ``sql`` (an UPDATE … RETURNING) and, if it changed a row, append ``audit`` in the same transaction."""
+        if audit is None:
+            return await self._one(sql, params) is not None
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                if await (await conn.execute(sql, params)).fetchone() is None:
+                    return False
+                await self._audit.append(conn, audit)
+        except PsycopgError as exc:
+            raise AuditUnavailableError("The audit record could not be written; nothing was changed.") from exc
+        return True
 
     async def record_step_up(self, record: CallRecord, evidence: StepUpEvidence) -> None:
         """Bind step-up evidence to the row's arguments."""

@@ -293,7 +293,7 @@ WHERE id = %(id)s AND status IN ('pending', 'deciding')
 RETURNING id
 """
 
-MARK_ASKED = "UPDATE mandate.tool_calls SET asked_at = to_timestamp(%(now)s) WHERE id = %(id)s AND asked_at IS NULL"
+MARK_ASKED = "UPDATE mandate.tool_calls SET asked_at = to_timestamp(%(now)s) WHERE id = %(id)s AND asked_at IS NULL RETURNING id"
 
 RECORD_STEP_UP = """
 UPDATE mandate.tool_calls

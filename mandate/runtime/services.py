@@ -230,7 +230,7 @@ async def open_services(
                 for name, agent in agents.items()
             },
             vault=vault,
-            ledger=CallLedgerStore(pool=pool, tools=tools),
+            ledger=CallLedgerStore(pool=pool, tools=tools, audit=audit_log),
             http=http,
             audit=audit_log,
             planner=planner,

@@ -1,6 +1,7 @@
 """Drill: the audit store becomes unwritable (INSERT revoked from the service's database role).
-No tool runs, the user gets a clear error, and the failure shows in the logs and spans; once the
-grant is back, the same run continues and the tool runs once."""
+No tool runs, no decision is recorded without its audit record, the user gets a clear error, and
+the failure shows in the logs and spans; once the grant is back, the same run continues, the
+decision is recorded with its audit record, and the tool runs once."""
 
 from __future__ import annotations
 
@@ -77,6 +78,8 @@ def test_audit_insert_revoked_no_tool_runs_the_user_gets_audit_unavailable_and_l
             and s.attributes.get("mandate.error.code") == "audit_unavailable"
         ]
         assert failed, "the span of the node whose audit write failed must say so"
+        # The decision and its audit record are one transaction: neither was written.
+        assert _decisions(db, thread) == (["pending"], 0)
 
         # The run still waits at its consent: alice answers again.
         continued = resume(client, alice, thread, {"decisions": [{"type": "approve"}]})
@@ -87,6 +90,46 @@ def test_audit_insert_revoked_no_tool_runs_the_user_gets_audit_unavailable_and_l
             "SELECT count(*) FROM mandate.audit_records WHERE thread_id = %s AND event = 'tool.started'", (thread,)
         ).fetchone()
         assert started == (1,)  # the tool ran once, after its write-ahead record
+        assert _decisions(db, thread) == (["approved"], 1)
+
+
+FAIL_TOOL_STARTED = """
+CREATE FUNCTION pg_temp.refuse_tool_started() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'audit store refuses tool.started'; END $$;
+CREATE TRIGGER refuse_tool_started BEFORE INSERT ON mandate.audit_records
+    FOR EACH ROW WHEN (NEW.event = 'tool.started') EXECUTE FUNCTION pg_temp.refuse_tool_started();
+"""
+"""Only the tool's write-ahead record fails (the decision before it is written with its record)."""
+
+
+def test_the_write_ahead_record_of_an_approved_tool_fails_and_the_tool_does_not_run(
+    drill: tuple[Settings, str, InMemorySpanExporter],
+) -> None:
+    admin, url, _ = drill
+    alice = login(url, "alice")
+    with psycopg.connect(admin.database_url, autocommit=True) as db, httpx.Client(base_url=url, timeout=60) as client:
+        thread = new_thread(client, alice)
+        ask(client, alice, thread, "Open a ticket: loading dock light is out")
+        db.execute(FAIL_TOOL_STARTED)
+        try:
+            refused = resume(client, alice, thread, {"decisions": [{"type": "approve"}]})
+        finally:
+            db.execute("DROP TRIGGER refuse_tool_started ON mandate.audit_records")
+        assert refused.status_code == 200, refused.text
+        [outcome] = refused.json()["outcomes"]
+        assert (outcome["status"], outcome["code"]) == ("failed", "audit_unavailable")
+        assert _tickets(db, thread) == 0
+        assert _decisions(db, thread) == (["approved"], 1)  # decided and audited; only the effect was refused
+
+
+def _decisions(db: psycopg.Connection, thread: str) -> tuple[list[str], int]:
+    """The statuses of the thread's ledger rows, and how many ``consent.decided`` records it has."""
+    statuses = [row[0] for row in db.execute("SELECT status FROM mandate.tool_calls WHERE thread_id = %s", (thread,))]
+    audited = db.execute(
+        "SELECT count(*) FROM mandate.audit_records WHERE thread_id = %s AND event = 'consent.decided'", (thread,)
+    ).fetchone()
+    assert audited is not None
+    return statuses, int(audited[0])
 
 
 def _tickets(db: psycopg.Connection, thread: str) -> int:
