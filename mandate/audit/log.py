@@ -241,7 +241,8 @@ class AuditLog:
             raise AuditUnavailableError("The audit log is unavailable; coalesced denials are still counted.")
 
     async def append(self, conn: AsyncConnection[Any], event: AuditEvent) -> AppendedRecord:
-        """Append ``event`` on ``conn`` inside the caller's open transaction (purge, erasure).
+        """Append ``event`` on ``conn`` inside the caller's open transaction (purge, erasure, and the
+        call ledger's decisions: a change and the record that reports it commit together).
 
         Raises:
             psycopg.Error: The database refused; the caller's transaction must roll back.
