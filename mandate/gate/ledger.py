@@ -163,10 +163,10 @@ class CallLedger(Protocol):
         """
         ...
 
-    async def ask(self, record: CallRecord, *, now: float, audit: AuditEvent | None = None) -> bool:
+    async def ask(self, record: CallRecord, *, now: float, audit: AuditEvent) -> bool:
         """Mark the row as asked: it enters the approval queue; ``False`` if it was already.
 
-        With ``audit``, its audit record is written with it, atomically: both or neither.
+        Its audit record ``audit`` is written with it, atomically: both or neither.
         """
         ...
 

@@ -160,10 +160,10 @@ class CallLedgerStore:
         }
         return await self._change(queries.DECIDE_CALL, params, audit=audit)
 
-    async def ask(self, record: CallRecord, *, now: float, audit: AuditEvent | None = None) -> bool:
+    async def ask(self, record: CallRecord, *, now: float, audit: AuditEvent) -> bool:
         """Mark the row as asked: from now on it is in the approval queue; ``False`` if it was already.
 
-        With ``audit``, its audit record is written with it, atomically: both or neither.
+        Its audit record ``audit`` is written with it, atomically: both or neither.
 
         Raises:
             AuditUnavailableError: The audit record (so the change) could not be written.

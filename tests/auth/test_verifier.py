@@ -35,6 +35,7 @@ from mandate.auth.errors import (
 from mandate.runtime.settings import Settings
 from mandate.runtime.services import trusted_issuers
 from mandate.runtime.settings import IssuerSettings
+from tests.utils.clock import FakeClock
 from tests.utils.servers import free_port, serve_in_thread
 from tests.utils.tokens import sign
 
@@ -94,16 +95,6 @@ class CountingIssuer:
 
     def token(self, key: RSAKey | None = None, **claims: Any) -> str:
         return sign(self.claims(**claims), key or self.keys[0])
-
-
-@dataclass
-class FakeClock:
-    """Epoch seconds that move only when the test says so."""
-
-    now: float = field(default_factory=time.time)
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture()

@@ -17,6 +17,7 @@ from psycopg.conninfo import make_conninfo
 from mandate.api.app import create_app
 from mandate.audit import build_tracer_provider
 from mandate.runtime.settings import Settings
+from tests.audit.helpers import audit_store_refuses
 from tests.drills.stack import dedicated_stack
 from tests.utils.servers import serve_in_thread
 from tests.utils.threads import ask, last_answer, new_thread, resume
@@ -93,15 +94,6 @@ def test_audit_insert_revoked_no_tool_runs_the_user_gets_audit_unavailable_and_l
         assert _decisions(db, thread) == (["approved"], 1)
 
 
-FAIL_TOOL_STARTED = """
-CREATE FUNCTION pg_temp.refuse_tool_started() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION 'audit store refuses tool.started'; END $$;
-CREATE TRIGGER refuse_tool_started BEFORE INSERT ON mandate.audit_records
-    FOR EACH ROW WHEN (NEW.event = 'tool.started') EXECUTE FUNCTION pg_temp.refuse_tool_started();
-"""
-"""Only the tool's write-ahead record fails (the decision before it is written with its record)."""
-
-
 def test_the_write_ahead_record_of_an_approved_tool_fails_and_the_tool_does_not_run(
     drill: tuple[Settings, str, InMemorySpanExporter],
 ) -> None:
@@ -110,11 +102,8 @@ def test_the_write_ahead_record_of_an_approved_tool_fails_and_the_tool_does_not_
     with psycopg.connect(admin.database_url, autocommit=True) as db, httpx.Client(base_url=url, timeout=60) as client:
         thread = new_thread(client, alice)
         ask(client, alice, thread, "Open a ticket: loading dock light is out")
-        db.execute(FAIL_TOOL_STARTED)
-        try:
+        with audit_store_refuses(db, "tool.started"):  # only the write-ahead record fails; the decision is written
             refused = resume(client, alice, thread, {"decisions": [{"type": "approve"}]})
-        finally:
-            db.execute("DROP TRIGGER refuse_tool_started ON mandate.audit_records")
         assert refused.status_code == 200, refused.text
         [outcome] = refused.json()["outcomes"]
         assert (outcome["status"], outcome["code"]) == ("failed", "audit_unavailable")

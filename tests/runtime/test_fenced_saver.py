@@ -20,6 +20,7 @@ from mandate.runtime.errors import LeaseLostError
 from mandate.runtime.fenced_saver import MAX_TRUST_SECONDS, LeaseFencedSaver
 from mandate.runtime.run_execution import thread_config
 from mandate.runtime.settings import Settings
+from tests.utils.clock import FakeClock
 from tests.utils.runs import insert_running_run, set_lease
 
 OWNER = "replica-a"
@@ -62,16 +63,6 @@ async def _checkpoint_rows(pool: Pool, thread: str) -> tuple[int, int]:
     return int(checkpoints["n"]), int(writes["n"])
 
 
-class StallClock:
-    """A monotonic clock the test moves forward, as a replica's clock moves through a stall."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @asynccontextmanager
 async def _runs_table_away(pool: Pool) -> AsyncIterator[None]:
     """``mandate.runs`` renamed for a while: any lease query meanwhile fails instead of answering."""
@@ -87,7 +78,7 @@ async def _runs_table_away(pool: Pool) -> AsyncIterator[None]:
 @pytest.mark.parametrize(("owner", "left"), [("replica-b", "1 minute"), (OWNER, "-1 second")], ids=["taken-over", "expired"])
 async def test_a_replica_that_lost_the_lease_in_a_stall_writes_nothing(pool: Pool, owner: str, left: str) -> None:
     thread, run = await _leased_run(pool)
-    clock = StallClock()
+    clock = FakeClock()
     saver = LeaseFencedSaver(pool, serde=JsonPlusSerializer(), run_id=run, owner=OWNER, clock=clock)
     graph = _graph(saver)
     assert await graph.ainvoke({"count": 0}, thread_config(thread)) == {"count": 1}
@@ -105,7 +96,7 @@ async def test_a_replica_that_lost_the_lease_in_a_stall_writes_nothing(pool: Poo
 async def test_the_lease_is_asked_again_after_half_of_what_was_left(pool: Pool) -> None:
     thread, run = await _leased_run(pool)
     await set_lease(pool, uuid.UUID(run), OWNER, "1 second")
-    clock = StallClock()
+    clock = FakeClock()
     graph = _graph(LeaseFencedSaver(pool, serde=JsonPlusSerializer(), run_id=run, owner=OWNER, clock=clock))
     assert await graph.ainvoke({"count": 0}, thread_config(thread)) == {"count": 1}
     written = await _checkpoint_rows(pool, thread)
@@ -119,7 +110,7 @@ async def test_the_lease_is_asked_again_after_half_of_what_was_left(pool: Pool) 
 
 async def test_one_answer_about_the_lease_serves_the_writes_of_a_short_run(pool: Pool) -> None:
     thread, run = await _leased_run(pool)
-    clock = StallClock()
+    clock = FakeClock()
     graph = _graph(LeaseFencedSaver(pool, serde=JsonPlusSerializer(), run_id=run, owner=OWNER, clock=clock))
     assert await graph.ainvoke({"count": 0}, thread_config(thread), durability="sync") == {"count": 1}
     written = await _checkpoint_rows(pool, thread)
